@@ -1,0 +1,118 @@
+"""The one place where minivae touches an array library.
+
+Every op reaches arrays through this module: `array_module(a)` answers "numpy or
+cupy?" for an existing array (so a GPU tensor always stays on the GPU), and
+`xp()` gives the module of the *current* backend for arrays made from scratch
+(parameters, noise, zeros).
+
+The backend choice is the only global mutable state in minivae. It starts as
+the value of the environment variable ``MINIVAE_BACKEND`` (default ``numpy``)
+and is changed with :func:`set_backend` or, for a block, :func:`use_backend`.
+
+CuPy is imported lazily, the first time it is asked for, so a CPU user never
+needs it installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from types import ModuleType
+from typing import Any, Iterator
+
+import numpy  # the reference backend: always present
+
+BACKENDS = ("numpy", "cupy")
+
+_current: str = os.environ.get("MINIVAE_BACKEND", "numpy").strip().lower() or "numpy"
+_cupy: ModuleType | None = None
+
+
+class BackendError(RuntimeError):
+    """Asking for a backend that this machine cannot provide."""
+
+
+def _load_cupy() -> ModuleType:
+    """Import CuPy on first use and check that a GPU is really there."""
+    global _cupy
+    if _cupy is not None:
+        return _cupy
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError as err:
+        raise BackendError(
+            "set_backend('cupy'): CuPy is not installed. Install the GPU extra with "
+            "`pip install \"minivae[gpu]\"` (cupy-cuda12x and numba-cuda) on a machine "
+            f"with an NVIDIA GPU and CUDA 12 driver. ({err})"
+        ) from err
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # CUDA driver missing or broken
+        raise BackendError(
+            f"set_backend('cupy'): CuPy is installed but no usable CUDA device was found ({err}). "
+            "Use the default 'numpy' backend on this machine."
+        ) from err
+    if count == 0:
+        raise BackendError("set_backend('cupy'): CuPy found no CUDA device. Use the 'numpy' backend.")
+    _cupy = cupy
+    return cupy
+
+
+def set_backend(name: str) -> None:
+    """Choose where new arrays live: ``"numpy"`` (CPU, default) or ``"cupy"`` (NVIDIA GPU)."""
+    global _current
+    key = str(name).strip().lower()
+    if key not in BACKENDS:
+        raise ValueError(f"set_backend: unknown backend {name!r}; expected one of {BACKENDS}")
+    if key == "cupy":
+        _load_cupy()
+    _current = key
+
+
+def get_backend() -> str:
+    """The name of the current backend: ``"numpy"`` or ``"cupy"``."""
+    if _current not in BACKENDS:
+        raise ValueError(f"MINIVAE_BACKEND={_current!r} is not a backend; expected one of {BACKENDS}")
+    return _current
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Run a block with another backend, restoring the previous one afterwards."""
+    previous = get_backend()
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(previous)
+
+
+def xp() -> ModuleType:
+    """The array module of the current backend (``numpy`` or ``cupy``)."""
+    return _load_cupy() if get_backend() == "cupy" else numpy
+
+
+def is_gpu_array(a: Any) -> bool:
+    """True for a CuPy array, checked without importing CuPy."""
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def array_module(a: Any) -> ModuleType:
+    """The module that owns array ``a``: ``cupy`` for GPU arrays, else ``numpy``."""
+    return _load_cupy() if is_gpu_array(a) else numpy
+
+
+def to_backend(a: Any, dtype: Any = None) -> Any:
+    """Copy or view ``a`` (list, scalar, NumPy or CuPy array) as an array of the current backend."""
+    module = xp()
+    if module is numpy and is_gpu_array(a):
+        a = a.get()
+    return module.asarray(a, dtype=dtype)
+
+
+def to_numpy(a: Any) -> numpy.ndarray:
+    """A NumPy array with the same values (copies GPU arrays to the host)."""
+    if is_gpu_array(a):
+        return a.get()
+    return numpy.asarray(a)
