@@ -493,7 +493,9 @@ def load_mnist(
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise DataError(f"{images_path}: expected uint8 images of shape (n, rows, cols), got {images.dtype} {images.shape}")
+        raise DataError(
+            f"{images_path}: expected uint8 images of shape (n, rows, cols), got {images.dtype} {images.shape}"
+        )
     if labels.ndim != 1 or labels.dtype != np.uint8:
         raise DataError(f"{labels_path}: expected uint8 labels of shape (n,), got {labels.dtype} {labels.shape}")
     if len(images) != len(labels):
@@ -555,7 +557,9 @@ def two_moons(n: int, rng: Generator, noise: float = 0.05) -> Dataset:
     lower = np.stack([1.0 - np.cos(angle), 0.5 - np.sin(angle)], axis=1)
     points = np.where(labels[:, None] == 0, upper, lower)
     points = points + noise * rng.numpy.standard_normal((n, 2))
-    return Dataset(x=points.astype(np.float32), y=labels.astype(np.int64), image_shape=None, num_classes=2, name="moons")
+    return Dataset(
+        x=points.astype(np.float32), y=labels.astype(np.int64), image_shape=None, num_classes=2, name="moons"
+    )
 
 
 def gaussian_mixture(n: int, rng: Generator, k: int = 8, radius: float = 2.0, std: float = 0.1) -> Dataset:
