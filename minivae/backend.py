@@ -116,3 +116,13 @@ def to_numpy(a: Any) -> numpy.ndarray:
     if is_gpu_array(a):
         return a.get()
     return numpy.asarray(a)
+
+
+def quiet_errors(a: Any):
+    """A context that silences NumPy's divide/invalid warnings for array ``a``.
+
+    Used where -inf or NaN is the honest answer (log 0) and the caller checks for it.
+    """
+    if is_gpu_array(a):
+        return contextlib.nullcontext()
+    return numpy.errstate(divide="ignore", invalid="ignore")

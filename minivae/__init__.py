@@ -1,0 +1,61 @@
+"""minivae: a from-scratch autograd engine for autoencoders and variational autoencoders.
+
+Every gradient is visible (each op's derivative is written next to its forward
+pass in :mod:`minivae.ops`), checked (:func:`gradcheck`) and fast.
+
+    >>> import minivae as mv
+    >>> x = mv.tensor([1.0, 2.0], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad
+    array([2., 4.], dtype=float32)
+"""
+
+from . import backend, distributions, losses, nn, optim, random
+from .backend import get_backend, set_backend, use_backend
+from .distributions import Normal, kl_normal_standard, reparameterize
+from .gradcheck import GradcheckError, GradcheckReport, gradcheck
+from .graphview import draw_graph, graph_summary
+from .ops import (
+    abs,
+    add,
+    astype,
+    bce_with_logits,
+    clip,
+    concat,
+    div,
+    exp,
+    getitem,
+    leaky_relu,
+    linear,
+    log,
+    log_softmax,
+    logsumexp,
+    matmul,
+    mean,
+    mul,
+    neg,
+    power,
+    relu,
+    reshape,
+    sigmoid,
+    softmax,
+    softplus,
+    sqrt,
+    sub,
+    sum,
+    tanh,
+    transpose,
+)
+from .tensor import AnomalyError, GraphFreedError, Tensor, detect_anomaly, is_grad_enabled, no_grad, tensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnomalyError", "GradcheckError", "GradcheckReport", "GraphFreedError", "Normal", "Tensor",
+    "abs", "add", "astype", "backend", "bce_with_logits", "clip", "concat", "detect_anomaly", "distributions",
+    "div", "draw_graph", "exp", "get_backend", "getitem", "gradcheck", "graph_summary", "is_grad_enabled",
+    "kl_normal_standard", "leaky_relu", "linear", "log", "log_softmax", "logsumexp", "losses", "matmul",
+    "mean", "mul", "neg", "nn", "no_grad", "optim", "power", "random", "relu", "reparameterize", "reshape",
+    "set_backend", "sigmoid", "softmax", "softplus", "sqrt", "sub", "sum", "tanh", "tensor", "transpose",
+    "use_backend",
+]

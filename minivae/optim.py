@@ -1,0 +1,167 @@
+"""Optimizers (SGD with momentum, Adam) and gradient clipping by global norm.
+
+Updates are made in place on ``param.data`` and never recorded in a graph.
+Optimizer state is kept per parameter, in the parameter order given, so
+``state_dict()`` is a plain dict of NumPy arrays and numbers for checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+from . import backend
+from .tensor import Tensor
+
+
+class Optimizer:
+    """Holds the parameters to update and their per-parameter state."""
+
+    def __init__(self, params: Iterable[Tensor], lr: float) -> None:
+        self.params = [p for p in params]
+        if not self.params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        for i, p in enumerate(self.params):
+            if not isinstance(p, Tensor) or not p.requires_grad:
+                raise TypeError(f"{type(self).__name__}: parameter {i} is not a tensor that requires grad")
+        if lr <= 0:
+            raise ValueError(f"{type(self).__name__}: learning rate must be positive, got {lr}")
+        self.lr = float(lr)
+        self.steps = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        self.steps += 1
+        for i, p in enumerate(self.params):
+            if p.grad is not None:
+                self._update(i, p)
+
+    def _update(self, i: int, p: Tensor) -> None:
+        raise NotImplementedError
+
+    # -- checkpoints --------------------------------------------------------------
+    _buffers: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        """{'steps', 'lr', '<buffer>.<i>': NumPy array}: everything needed to resume exactly."""
+        state: dict[str, Any] = {"steps": self.steps, "lr": self.lr}
+        for name in self._buffers:
+            for i, buf in enumerate(getattr(self, name)):
+                if buf is not None:
+                    state[f"{name}.{i}"] = backend.to_numpy(buf).copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
+        self.lr = float(state["lr"])
+        for name in self._buffers:
+            buffers = getattr(self, name)
+            for i, p in enumerate(self.params):
+                key = f"{name}.{i}"
+                if key in state:
+                    if tuple(state[key].shape) != p.shape:
+                        raise ValueError(
+                            f"{type(self).__name__}.load_state_dict: {key} has shape {tuple(state[key].shape)}, "
+                            f"parameter {i} has shape {p.shape}"
+                        )
+                    buffers[i] = backend.to_backend(state[key], dtype=p.dtype).copy()
+                else:
+                    buffers[i] = None
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum and L2 weight decay.
+
+    g ← ∇ + λ·θ;   v ← μ·v + g;   θ ← θ - lr·v      (plain SGD when μ = 0)
+    """
+
+    _buffers = ("velocity",)
+
+    def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+        super().__init__(params, lr)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.velocity: list[Any] = [None] * len(self.params)
+
+    def _update(self, i: int, p: Tensor) -> None:
+        g = p.grad
+        if self.weight_decay:
+            g = g + self.weight_decay * p.data
+        if self.momentum:
+            if self.velocity[i] is None:
+                self.velocity[i] = g.copy()
+            else:
+                self.velocity[i] *= self.momentum
+                self.velocity[i] += g
+            g = self.velocity[i]
+        p.data -= self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015) with bias correction and optional L2 weight decay.
+
+    g ← ∇ + λ·θ;   m ← β₁m + (1-β₁)g;   v ← β₂v + (1-β₂)g²
+    θ ← θ - lr · (m / (1-β₁ᵗ)) / (√(v / (1-β₂ᵗ)) + ε)
+    """
+
+    _buffers = ("m", "v")
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr)
+        b1, b2 = betas
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+            raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")
+        self.beta1, self.beta2, self.eps, self.weight_decay = b1, b2, eps, weight_decay
+        self.m: list[Any] = [None] * len(self.params)
+        self.v: list[Any] = [None] * len(self.params)
+
+    def _update(self, i: int, p: Tensor) -> None:
+        xp = backend.array_module(p.data)
+        g = p.grad
+        if self.weight_decay:
+            g = g + self.weight_decay * p.data
+        if self.m[i] is None:
+            self.m[i] = xp.zeros_like(p.data)
+            self.v[i] = xp.zeros_like(p.data)
+        m, v = self.m[i], self.v[i]
+        m *= self.beta1
+        m += (1 - self.beta1) * g
+        v *= self.beta2
+        v += (1 - self.beta2) * (g * g)
+        t = self.steps
+        step_size = self.lr / (1 - self.beta1**t)
+        denom = xp.sqrt(v / (1 - self.beta2**t))
+        denom += self.eps
+        p.data -= step_size * (m / denom)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "betas": (self.beta1, self.beta2), "eps": self.eps}
+
+
+def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
+    """Scale all gradients together so their global L2 norm is at most ``max_norm``.
+
+    Returns the norm before clipping. ‖g‖ = √(Σ_params Σ_elements g²).
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    total = math.sqrt(sum(float((g * g).sum()) for g in grads))
+    if max_norm <= 0:
+        raise ValueError(f"clip_grad_norm: max_norm must be positive, got {max_norm}")
+    if total > max_norm:
+        scale = max_norm / (total + 1e-12)
+        for g in grads:
+            g *= scale
+    return total

@@ -1,0 +1,372 @@
+"""Tensor and the reverse-mode engine.
+
+A :class:`Tensor` holds a backend array (``.data``) and, when it was produced by
+an op while gradients were being recorded, the op's name, its inputs
+(``_parents``) and a function ``_backward(g)`` mapping the gradient of the
+output to the gradients of the inputs (the vector-Jacobian products).
+
+``loss.backward()`` walks the graph in reverse topological order, calls each
+node's ``_backward`` once with the sum of all gradients that reached it, sums
+broadcast axes back to each input's shape, and adds the result into the
+``.grad`` of leaf tensors. The ops themselves live in :mod:`minivae.ops`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Any, Callable, Iterator, Sequence
+
+from . import backend
+
+FLOAT_DTYPES = ("float32", "float64")
+DEFAULT_DTYPE = "float32"
+
+# Recording and anomaly checking are switched per context (thread / task), not
+# through a module global, so a `no_grad()` block in one thread leaves others alone.
+_grad_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("minivae_grad_enabled", default=True)
+_anomaly_mode: contextvars.ContextVar[bool] = contextvars.ContextVar("minivae_anomaly_mode", default=False)
+
+
+class AnomalyError(FloatingPointError):
+    """Raised under :func:`detect_anomaly` when an op produces NaN or Inf."""
+
+
+class GraphFreedError(RuntimeError):
+    """Raised when backward() reaches a graph that an earlier backward() freed."""
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Evaluate without recording a graph (inference, optimizer updates, evaluation)."""
+    token = _grad_enabled.set(False)
+    try:
+        yield
+    finally:
+        _grad_enabled.reset(token)
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled.get()
+
+
+@contextlib.contextmanager
+def detect_anomaly() -> Iterator[None]:
+    """Check every op's output and every backward gradient for NaN/Inf.
+
+    The first op that produces a non-finite value raises :class:`AnomalyError`
+    naming the op and its input shapes. Slow: for debugging only.
+    """
+    token = _anomaly_mode.set(True)
+    try:
+        yield
+    finally:
+        _anomaly_mode.reset(token)
+
+
+def canonical_dtype(dtype: Any, where: str = "tensor") -> str:
+    """'float32' or 'float64' from any spelling (None means float32); anything else is an error."""
+    if dtype is None:
+        return DEFAULT_DTYPE
+    name = getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or str(dtype)
+    name = {"float": "float64", "double": "float64", "single": "float32"}.get(name, name)
+    if name not in FLOAT_DTYPES:
+        raise TypeError(f"{where}: dtype {dtype!r} is not supported; minivae tensors are float32 or float64")
+    return name
+
+
+class Tensor:
+    """An array with an optional gradient and the record of how it was computed."""
+
+    # Let `ndarray <op> Tensor` call the Tensor's reflected operator.
+    __array_priority__ = 1000
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None, name: str | None = None) -> None:
+        if isinstance(data, Tensor):
+            data, dtype = data.data, dtype or data.dtype
+        self.data = backend.to_backend(data, dtype=canonical_dtype(dtype))
+        self.grad: Any = None
+        self.requires_grad = bool(requires_grad)
+        self.name = name
+        self.op = "input"
+        self.stochastic = False
+        self._parents: tuple[Tensor, ...] = ()
+        self._backward: Callable[[Any], Sequence[Any]] | None = None
+        self._freed = False
+        self._retains_grad = False
+
+    # -- construction by ops -------------------------------------------------
+    @classmethod
+    def from_op(
+        cls,
+        data: Any,
+        parents: tuple["Tensor", ...],
+        backward: Callable[[Any], Sequence[Any]],
+        op: str,
+        stochastic: bool = False,
+    ) -> "Tensor":
+        """Wrap an op's result; record the graph edge when any input needs a gradient.
+
+        ``backward(g)`` must return one gradient (or None) per parent, each of the
+        parent's dtype and of the output's broadcast shape or the parent's shape.
+        """
+        out = cls.__new__(cls)
+        out.data = backend.array_module(data).asarray(data)
+        out.grad = None
+        out.name = None
+        out.op = op
+        out.stochastic = stochastic
+        out._freed = False
+        out._retains_grad = False
+        if _anomaly_mode.get():
+            _check_finite(out.data, f"forward of '{op}'", parents)
+        if _grad_enabled.get() and any(p.requires_grad for p in parents):
+            out.requires_grad = True
+            out._parents = parents
+            out._backward = backward
+        else:
+            out.requires_grad = False
+            out._parents = ()
+            out._backward = None
+        return out
+
+    # -- basic properties -----------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> str:
+        return self.data.dtype.name
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._backward is None and not self._freed
+
+    def numpy(self):
+        """The values as a NumPy array (a copy for GPU tensors)."""
+        return backend.to_numpy(self.data)
+
+    def item(self) -> float:
+        if self.data.size != 1:
+            raise ValueError(f"item: only a one-element tensor has an item; this one has shape {self.shape}")
+        return float(self.data.reshape(-1)[0])
+
+    def detach(self) -> "Tensor":
+        """The same values, cut from the graph (shares memory)."""
+        return Tensor(self.data, dtype=self.dtype)
+
+    def retain_grad(self) -> "Tensor":
+        """Keep ``.grad`` on this non-leaf tensor after backward (for teaching and debugging)."""
+        self._retains_grad = True
+        return self
+
+    def requires_grad_(self, flag: bool = True) -> "Tensor":
+        if not self.is_leaf:
+            raise RuntimeError(f"requires_grad_: only leaf tensors can change requires_grad (this is the output of '{self.op}')")
+        self.requires_grad = bool(flag)
+        return self
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        op = f", op={self.op}" if self.op != "input" else ""
+        return f"Tensor({self.numpy()!r}, dtype={self.dtype}{grad}{op})"
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    # -- the reverse pass -------------------------------------------------------
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        ``grad`` is the seed (the gradient of some scalar with respect to ``self``);
+        it may be omitted only when ``self`` has one element. The graph is freed
+        afterwards unless ``retain_graph=True``.
+        """
+        if self._freed:
+            raise GraphFreedError(_freed_message(self))
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward: this tensor does not require grad (no input had requires_grad=True, "
+                "or it was computed under no_grad())"
+            )
+        xp = backend.array_module(self.data)
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward: the output has shape {self.shape}; a seed gradient is needed for a non-scalar "
+                    "output: call .backward(grad) with an array of that shape, or reduce it with .sum()/.mean() first"
+                )
+            seed = xp.ones_like(self.data)
+        else:
+            seed = xp.array(grad.data if isinstance(grad, Tensor) else grad, dtype=self.data.dtype)
+            if seed.shape != self.data.shape:
+                raise ValueError(f"backward: seed gradient has shape {seed.shape}, expected the output's shape {self.shape}")
+
+        order = _topological_order(self)
+        # id(node) -> (gradient, owned). An "owned" gradient is a fresh array no one
+        # else holds, so further contributions can be added into it in place.
+        pending: dict[int, tuple[Any, bool]] = {id(self): (seed, True)}
+        anomaly = _anomaly_mode.get()
+        for node in reversed(order):
+            entry = pending.pop(id(node), None)
+            if entry is None:
+                continue
+            g, owned = entry
+            if node._backward is None or node._retains_grad:
+                _accumulate_leaf(node, g, owned)
+            if node._backward is None:
+                continue
+            parent_grads = node._backward(g)
+            for i, (parent, pg) in enumerate(zip(node._parents, parent_grads)):
+                if pg is None or not parent.requires_grad:
+                    continue
+                pg, pg_owned = _fit_to(pg, parent, node, i, upstream=g)
+                if anomaly:
+                    _check_finite(pg, f"backward of '{node.op}' (gradient for input {i})", node._parents)
+                if id(parent) in pending:
+                    acc, acc_owned = pending[id(parent)]
+                    if acc_owned:
+                        acc += pg
+                    else:
+                        pending[id(parent)] = (acc + pg, True)
+                else:
+                    pending[id(parent)] = (pg, pg_owned)
+        if not retain_graph:
+            for node in order:
+                if node._backward is not None:
+                    node._backward = None
+                    node._parents = ()
+                    node._freed = True
+
+    # -- operators (defined in ops.py, with their derivatives) -------------------
+    def __add__(self, other): return ops.add(self, other)
+    def __radd__(self, other): return ops.add(other, self)
+    def __sub__(self, other): return ops.sub(self, other)
+    def __rsub__(self, other): return ops.sub(other, self)
+    def __mul__(self, other): return ops.mul(self, other)
+    def __rmul__(self, other): return ops.mul(other, self)
+    def __truediv__(self, other): return ops.div(self, other)
+    def __rtruediv__(self, other): return ops.div(other, self)
+    def __pow__(self, exponent): return ops.power(self, exponent)
+    def __matmul__(self, other): return ops.matmul(self, other)
+    def __rmatmul__(self, other): return ops.matmul(other, self)
+    def __neg__(self): return ops.neg(self)
+    def __getitem__(self, key): return ops.getitem(self, key)
+
+    def sum(self, axis=None, keepdims: bool = False) -> "Tensor": return ops.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims: bool = False) -> "Tensor": return ops.mean(self, axis, keepdims)
+    def reshape(self, *shape) -> "Tensor": return ops.reshape(self, *shape)
+    def transpose(self, *axes) -> "Tensor": return ops.transpose(self, *axes)
+    def astype(self, dtype) -> "Tensor": return ops.astype(self, dtype)
+    def exp(self) -> "Tensor": return ops.exp(self)
+    def log(self) -> "Tensor": return ops.log(self)
+
+    @property
+    def T(self) -> "Tensor":
+        return ops.transpose(self)
+
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Nodes that need a gradient, each after all of its inputs (iterative DFS)."""
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        if node._freed:
+            raise GraphFreedError(_freed_message(node))
+        visited.add(id(node))
+        stack.append((node, True))
+        for parent in node._parents:
+            if parent.requires_grad and id(parent) not in visited:
+                stack.append((parent, False))
+    return order
+
+
+def _fit_to(pg: Any, parent: Tensor, node: Tensor, index: int, upstream: Any) -> tuple[Any, bool]:
+    """Sum a gradient over broadcast axes to the parent's shape; report if it is a fresh array."""
+    xp = backend.array_module(pg)
+    pg = xp.asarray(pg)
+    fresh = pg is not upstream and pg.base is None
+    if pg.shape != parent.data.shape:
+        pg = unbroadcast(pg, parent.data.shape)
+        fresh = True
+        if pg.shape != parent.data.shape:
+            raise RuntimeError(
+                f"backward of '{node.op}': gradient for input {index} has shape {pg.shape}, "
+                f"which does not reduce to the input's shape {parent.shape}"
+            )
+    if pg.dtype != parent.data.dtype:
+        raise TypeError(
+            f"backward of '{node.op}': gradient for input {index} is {pg.dtype}, but the input is {parent.dtype}"
+        )
+    return pg, fresh
+
+
+def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
+    """Sum ``g`` over the axes that broadcasting added or stretched, giving ``shape``.
+
+    If y = broadcast(x), every element of x fed several elements of y, so its
+    gradient is the sum of theirs.
+    """
+    extra = g.ndim - len(shape)
+    if extra < 0:
+        return g  # caller reports the mismatch
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and g.shape[extra + i] != 1
+    )
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape) if g.ndim != len(shape) else g
+
+
+def _accumulate_leaf(node: Tensor, g: Any, owned: bool) -> None:
+    if node.grad is None:
+        node.grad = g if owned else g.copy()
+    else:
+        node.grad += g
+
+
+def _freed_message(node: Tensor) -> str:
+    return (
+        f"backward: the graph through op '{node.op}' (shape {node.shape}) was already freed by an earlier "
+        "backward(). Pass retain_graph=True to the first backward() to go through the graph twice, "
+        "or recompute the forward pass."
+    )
+
+
+def _check_finite(a: Any, where: str, inputs: Sequence[Tensor]) -> None:
+    xp = backend.array_module(a)
+    if not bool(xp.all(xp.isfinite(a))):
+        shapes = ", ".join(str(p.shape) for p in inputs) or "none"
+        kinds = []
+        if bool(xp.any(xp.isnan(a))):
+            kinds.append("NaN")
+        if bool(xp.any(xp.isinf(a))):
+            kinds.append("Inf")
+        raise AnomalyError(f"detect_anomaly: {where} produced {'/'.join(kinds)}; input shapes: {shapes}")
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
+    """Make a tensor on the current backend (float32 unless ``dtype="float64"``)."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+from . import ops  # noqa: E402  (ops imports Tensor; the operators above call into it)
