@@ -1,0 +1,56 @@
+"""The ``minivae`` command line.
+
+Each group of subcommands lives in its own module with a ``register(subparsers)``
+function; this file only assembles them, so ``minivae --help`` lists everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# (module, what it adds). Each module defines register(subparsers).
+COMMAND_MODULES = (
+    "minivae.commands.models",  # demo, train, eval, sample, gradcheck
+    "minivae.commands.derive",  # derive
+    "minivae.commands.estimators",  # estimators
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minivae",
+        description="Autoencoders and VAEs from scratch: train, sample, check gradients, verify derivations.",
+    )
+    parser.add_argument("--version", action="version", version=f"minivae {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == name:  # a command group not written yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    return int(args.func(args) or 0)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())
