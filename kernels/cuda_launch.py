@@ -1,0 +1,156 @@
+"""Launch machinery shared by the CUDA kernels: arrays, streams, launch shapes.
+
+Host overhead matters: a small VAE layer runs for microseconds, so a launch that
+spends 50 us in Python is most of the step. Three things keep it small:
+
+1. **No implicit synchronisation.** Numba synchronises on every foreign
+   (``__cuda_array_interface__``) array it is given, unless the process sets, before
+   numba / CuPy are imported::
+
+       NUMBA_CUDA_ARRAY_INTERFACE_SYNC=0
+       CUPY_CUDA_ARRAY_INTERFACE_SYNC=0
+
+   Everything is launched on one stream (below), so the sync is never needed.
+2. **Cached device-array views.** ``as_device_array(cupy_array)`` builds the Numba
+   view of a CuPy array once and reuses it while that array lives.
+3. **Cached launch configurations** (``lru_cache`` on the shape arithmetic) and
+   cached compiled kernels (numba's own dispatch cache, plus the variant caches in
+   each kernel module).
+
+Streams: every entry point takes ``stream=0`` (the default stream). To run on CuPy's
+current stream, pass either the CuPy stream object, its raw pointer, or::
+
+    numba.cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+
+``cuda_stream`` accepts all of these.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+
+import numpy as np
+from numba import cuda
+
+#: threads per block of the 1-D elementwise kernels
+THREADS_1D = 256
+#: at most this many blocks for a grid-stride loop; more work per thread after that
+MAX_BLOCKS_1D = 4096
+
+# Compile caches only: views of live CuPy arrays (entries die with their array) and
+# numba stream wrappers of raw stream pointers.
+_views: dict[int, object] = {}
+_external_streams: dict[int, object] = {}
+
+
+def is_simulator() -> bool:
+    """True when numba runs CUDA kernels on its Python simulator (NUMBA_ENABLE_CUDASIM=1)."""
+    from numba import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+def as_device_array(a):
+    """Return something a numba kernel can take without copying or synchronising.
+
+    * NumPy arrays come back unchanged (the simulator works on them directly; on a
+      real GPU numba would copy them in and out, which is correct but slow);
+    * numba device arrays come back unchanged;
+    * any other ``__cuda_array_interface__`` object (a CuPy array) becomes a numba
+      device-array view of the same memory, made once per array and cached.
+
+    The cached view deliberately holds no reference to the CuPy array (so the cache
+    never keeps memory alive); it is valid while that CuPy array is alive, which is
+    as long as the cache keeps it.
+    """
+    if isinstance(a, np.ndarray) or cuda.is_cuda_array(a) and _is_numba_array(a):
+        return a
+    if not hasattr(a, "__cuda_array_interface__"):
+        return a
+    key = id(a)
+    view = _views.get(key)
+    if view is not None:
+        return view
+    try:
+        view = cuda.from_cuda_array_interface(a.__cuda_array_interface__, owner=None, sync=False)
+        weakref.finalize(a, _views.pop, key, None)
+    except TypeError:
+        # Not weak-referenceable (or an older numba): an uncached view that owns `a`.
+        return _owning_view(a)
+    _views[key] = view
+    return view
+
+
+def _owning_view(a):
+    try:
+        return cuda.as_cuda_array(a, sync=False)
+    except TypeError:  # numba without the sync keyword
+        return cuda.as_cuda_array(a)
+
+
+def _is_numba_array(a) -> bool:
+    return type(a).__module__.startswith("numba")
+
+
+def cuda_stream(stream=0):
+    """Turn ``stream`` into what a numba launch accepts.
+
+    0 / None -> the default stream; a numba stream -> itself; an int -> the raw
+    ``cudaStream_t`` pointer (wrapped once with ``cuda.external_stream``); an object
+    with a ``.ptr`` (a CuPy stream) -> its pointer, wrapped the same way.
+    """
+    if stream is None or (isinstance(stream, int) and stream == 0):
+        return 0
+    if hasattr(stream, "ptr") and not hasattr(stream, "handle"):
+        stream = int(stream.ptr)
+        if stream == 0:
+            return 0
+    if isinstance(stream, int):
+        wrapped = _external_streams.get(stream)
+        if wrapped is None:
+            wrapped = cuda.external_stream(stream)
+            _external_streams[stream] = wrapped
+        return wrapped
+    return stream
+
+
+@functools.lru_cache(maxsize=1024)
+def grid_1d(n: int) -> int:
+    """Blocks for a grid-stride loop over n items with THREADS_1D threads each."""
+    return max(1, min(MAX_BLOCKS_1D, -(-n // THREADS_1D)))
+
+
+def require_c_contiguous(name: str, a) -> None:
+    """Kernels index flat memory; refuse a strided view rather than silently misread it."""
+    flags = getattr(a, "flags", None)
+    if flags is not None and not flags["C_CONTIGUOUS"]:
+        raise ValueError(f"{name} must be C-contiguous")
+
+
+def flat(a):
+    """A 1-D view of a C-contiguous array (NumPy or numba device array)."""
+    return a if a.ndim == 1 else a.reshape(a.size)
+
+
+def launch_overhead_probe(repeats: int = 1000) -> float:
+    """Mean host-side seconds per launch of an empty kernel on the default stream.
+
+    Useful for a benchmark to tell launch overhead from kernel time; on the simulator
+    the number is meaningless (but the call works).
+    """
+    import time
+
+    dummy = cuda.device_array(1, dtype=np.float32) if not is_simulator() else np.zeros(1, np.float32)
+    _noop[1, 1](dummy)  # compile outside the timed loop
+    cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        _noop[1, 1](dummy)
+    cuda.synchronize()
+    return (time.perf_counter() - start) / repeats
+
+
+@cuda.jit
+def _noop(x):
+    pass
