@@ -16,8 +16,8 @@ from .tensor import Tensor
 REDUCTIONS = ("sum", "mean", "none")
 
 #: Probabilities are clipped to [BCE_EPS, 1 - BCE_EPS] in :func:`bce` so log(0) never
-#: happens; float32 resolves 1 - 1e-7, and the clipped loss is at most -ln(1e-7) ≈ 16.1
-#: nats per element. Prefer :func:`bce_with_logits`, which needs no clipping.
+#: happens: the clipped loss is at most about -ln(1e-7) ≈ 16.1 nats per element (≈ 15.9 in
+#: float32, where 1 - 1e-7 rounds to 1 - 1.19e-7). Prefer :func:`bce_with_logits`, which needs no clipping.
 BCE_EPS = 1e-7
 
 

@@ -1,0 +1,152 @@
+"""Layers, modules, losses: gradients, values, state dicts and errors."""
+
+import math
+
+import numpy as np
+import pytest
+
+import minivae as mv
+from minivae import losses, nn
+
+RNG = np.random.default_rng(99)
+
+
+def t(shape, low=-2.0, high=2.0, requires_grad=True):
+    return mv.tensor(RNG.uniform(low, high, size=shape), requires_grad=requires_grad, dtype="float64")
+
+
+def mlp(seed=0, dtype="float64"):
+    rng = mv.random.Generator(seed)
+    return nn.Sequential(
+        nn.Linear(4, 5, rng=rng, dtype=dtype), nn.ReLU(),
+        nn.Linear(5, 3, rng=rng, init="xavier", dtype=dtype), nn.Tanh(),
+        nn.Linear(3, 3, rng=rng, dtype=dtype), nn.LeakyReLU(0.2),
+        nn.Linear(3, 2, rng=rng, dtype=dtype), nn.Softplus(),
+        nn.Linear(2, 2, rng=rng, dtype=dtype), nn.Sigmoid(),
+    )
+
+
+def test_module_parameters_gradcheck():
+    model = mlp()
+    x = t((6, 4), requires_grad=False)
+    report = mv.gradcheck(lambda: model(x).sum(), model)
+    assert report.ok
+    assert [c.name for c in report.inputs][:2] == ["0.weight", "0.bias"]
+
+
+def test_linear_init_statistics_and_shapes():
+    layer = nn.Linear(400, 300, rng=mv.random.Generator(0))
+    assert layer.weight.shape == (400, 300) and layer.bias.shape == (300,)
+    assert abs(layer.weight.numpy().std() - math.sqrt(2 / 400)) < 0.002
+    xav = nn.Linear(400, 300, rng=mv.random.Generator(0), init="xavier")
+    assert abs(xav.weight.numpy().std() - math.sqrt(2 / 700)) < 0.002
+    np.testing.assert_array_equal(layer.bias.numpy(), 0)
+
+
+def test_linear_is_reproducible_from_its_generator():
+    a = nn.Linear(3, 2, rng=mv.random.Generator(5)).weight.numpy()
+    b = nn.Linear(3, 2, rng=mv.random.Generator(5)).weight.numpy()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_linear_requires_explicit_generator_and_checks_input():
+    with pytest.raises(TypeError, match="rng must be a minivae.random.Generator"):
+        nn.Linear(3, 2, rng=None)
+    layer = nn.Linear(3, 2, rng=mv.random.Generator(0))
+    with pytest.raises(ValueError, match=r"linear: input of shape \(4, 5\) does not fit weight of shape \(3, 2\)"):
+        layer(mv.tensor(np.ones((4, 5))))
+
+
+def test_state_dict_round_trip_and_errors():
+    a, b = mlp(seed=1), mlp(seed=2)
+    b.load_state_dict(a.state_dict())
+    for (na, pa), (nb, pb) in zip(a.named_parameters(), b.named_parameters()):
+        assert na == nb
+        np.testing.assert_array_equal(pa.numpy(), pb.numpy())
+    state = a.state_dict()
+    state["0.weight"][...] = 123.0  # a copy: the model is untouched
+    assert not np.any(a[0].weight.numpy() == 123.0)
+    bad = dict(a.state_dict())
+    del bad["0.bias"]
+    bad["extra"] = np.zeros(1)
+    bad["2.weight"] = np.zeros((9, 9))
+    with pytest.raises(nn.StateDictError) as err:
+        b.load_state_dict(bad)
+    msg = str(err.value)
+    assert "missing ['0.bias']" in msg and "unexpected ['extra']" in msg and "2.weight: saved (9, 9), model (5, 3)" in msg
+
+
+def test_zero_grad_train_eval_and_astype():
+    model = mlp(dtype="float32")
+    model(mv.tensor(np.ones((2, 4)))).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+    model.eval()
+    assert not any(m.training for m in model.modules())
+    model.train()
+    assert all(m.training for m in model.modules())
+    model.astype("float64")
+    assert all(p.dtype == "float64" for p in model.parameters())
+
+
+def test_module_without_super_init_gets_clear_error():
+    class Broken(nn.Module):
+        def __init__(self):
+            self.layer = nn.Linear(2, 2, rng=mv.random.Generator(0))
+
+    with pytest.raises(AttributeError, match="super\\(\\).__init__"):
+        Broken()
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean", "none"])
+def test_losses_gradcheck(reduction):
+    pred, target = t((3, 4)), t((3, 4), 0.0, 1.0, requires_grad=False)
+    prob = t((3, 4), 0.05, 0.95)
+    logvar = t((3, 4), -3, 3)
+    assert mv.gradcheck(lambda p: losses.mse(p, target, reduction), [pred]).ok
+    assert mv.gradcheck(lambda p: losses.bce(p, target, reduction), [prob]).ok
+    assert mv.gradcheck(lambda l: losses.bce_with_logits(l, target, reduction), [pred]).ok
+    assert mv.gradcheck(lambda m: losses.gaussian_nll(m, target, reduction=reduction), [pred]).ok
+    assert mv.gradcheck(lambda m, lv: losses.gaussian_nll(m, target, lv, reduction), [pred, logvar]).ok
+
+
+def test_loss_values_against_formulas():
+    p = RNG.uniform(0.05, 0.95, (5, 3))
+    x = RNG.uniform(0, 1, (5, 3))
+    logits = np.log(p / (1 - p))
+    bern = -(x * np.log(p) + (1 - x) * np.log(1 - p))
+    P, X = mv.tensor(p, dtype="float64"), mv.tensor(x, dtype="float64")
+    np.testing.assert_allclose(losses.bce(P, X, "sum").item(), bern.sum(), rtol=1e-10)
+    np.testing.assert_allclose(losses.bce_with_logits(mv.tensor(logits, dtype="float64"), X, "none").numpy(), bern, rtol=1e-10)
+    np.testing.assert_allclose(losses.mse(P, X, "mean").item(), ((p - x) ** 2).mean(), rtol=1e-12)
+    lv = RNG.uniform(-1, 1, (5, 3))
+    nll = 0.5 * (np.log(2 * np.pi) + lv + (x - p) ** 2 / np.exp(lv))
+    np.testing.assert_allclose(
+        losses.gaussian_nll(P, X, mv.tensor(lv, dtype="float64"), "none").numpy(), nll, rtol=1e-12
+    )
+    unit = 0.5 * (x - p) ** 2 + 0.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(losses.gaussian_nll(P, X, reduction="sum").item(), unit.sum(), rtol=1e-12)
+
+
+def test_bce_with_logits_is_stable_for_huge_logits():
+    logits = mv.tensor([-1e4, -80.0, 80.0, 1e4], requires_grad=True, dtype="float32")
+    target = mv.tensor([1.0, 0.0, 1.0, 0.0])
+    loss = losses.bce_with_logits(logits, target, "none")
+    np.testing.assert_allclose(loss.numpy(), [1e4, 0.0, 0.0, 1e4], rtol=1e-6, atol=1e-30)
+    loss.sum().backward()
+    np.testing.assert_allclose(logits.grad, [-1.0, 0.0, 0.0, 1.0], atol=1e-30)
+
+
+def test_bce_clipping_keeps_loss_finite_at_0_and_1():
+    prob = mv.tensor([0.0, 1.0], requires_grad=True)
+    loss = losses.bce(prob, mv.tensor([1.0, 0.0]), "none")
+    assert np.all(np.isfinite(loss.numpy()))
+    np.testing.assert_allclose(loss.numpy(), -np.log(losses.BCE_EPS), rtol=0.02)
+
+
+def test_loss_errors_name_the_loss_and_shapes():
+    with pytest.raises(ValueError, match=r"mse: prediction has shape \(2, 3\) but target has shape \(3, 2\)"):
+        losses.mse(mv.tensor(np.ones((2, 3))), np.ones((3, 2)))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        losses.mse(mv.tensor(np.ones(2)), np.ones(2), reduction="avg")
