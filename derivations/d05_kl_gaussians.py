@@ -22,6 +22,7 @@ import sys
 import numpy as np
 from scipy import integrate, stats
 
+import minivae as mv
 from derivations.table import Table
 
 TITLE = "Topic 5: KL divergence between Gaussians"
@@ -159,8 +160,6 @@ def run(plot_dir: str | None = None) -> Table:
     t.holds("Eq 5.6 KL(q||p) != KL(p||q)", abs(forward - backward) > 0.5, forward, backward)
 
     # Eq 5.7: the engine's KL agrees with the formulas (float64, batch of 4 rows of 3 latents).
-    import minivae as mv
-
     engine_kl = mv.kl_normal_standard(mv.tensor(mu_b, dtype="float64"), mv.tensor(logvar_b, dtype="float64"))
     t.equal("Eq 5.7 mv.kl_normal_standard vs Eq 5.1", np.asarray(engine_kl.numpy()).reshape(-1),
             kl_diag_standard(mu_b, logvar_b), 1e-12)
