@@ -64,7 +64,7 @@ def as_device_array(a):
     never keeps memory alive); it is valid while that CuPy array is alive, which is
     as long as the cache keeps it.
     """
-    if isinstance(a, np.ndarray) or cuda.is_cuda_array(a) and _is_numba_array(a):
+    if isinstance(a, np.ndarray) or _is_numba_array(a):
         return a
     if not hasattr(a, "__cuda_array_interface__"):
         return a
@@ -91,6 +91,42 @@ def _owning_view(a):
 
 def _is_numba_array(a) -> bool:
     return type(a).__module__.startswith("numba")
+
+
+class HostStaging:
+    """Moves host NumPy arguments to the device for one launch, and back afterwards.
+
+    Numba would copy each NumPy argument in and out by itself, but separately per
+    argument: an array passed twice (in place, ``out is x``) would come back with
+    whichever copy is written last. Staging copies each host array once (per object),
+    and copies back only the ones the kernel writes. Device arrays (CuPy, numba)
+    pass straight through ``as_device_array``, so on the GPU fast path this costs a
+    dictionary and nothing else.
+    """
+
+    def __init__(self, stream=0):
+        self.stream = stream
+        self._device: dict[int, object] = {}
+        self._written: list[tuple[np.ndarray, object]] = []
+
+    def __call__(self, a, written: bool = False):
+        if not isinstance(a, np.ndarray):
+            return as_device_array(a)
+        require_c_contiguous("a host array argument", a)
+        device = self._device.get(id(a))
+        if device is None:
+            device = cuda.to_device(a, stream=self.stream)
+            self._device[id(a)] = device
+        if written:
+            self._written.append((a, device))
+        return device
+
+    def finish(self) -> None:
+        """Copy the written host arrays back (synchronously, so they are ready)."""
+        for host, device in self._written:
+            device.copy_to_host(host, stream=self.stream)
+        if self._written and self.stream != 0:
+            self.stream.synchronize()
 
 
 def cuda_stream(stream=0):

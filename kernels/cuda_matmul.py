@@ -37,7 +37,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from .cuda_launch import as_device_array, cuda_stream
+from .cuda_launch import HostStaging, cuda_stream
 
 BLOCK_M = 64  # output rows per thread block
 BLOCK_N = 64  # output columns per thread block
@@ -161,25 +161,28 @@ def matmul(a, b, out, *, trans_a: bool = False, trans_b: bool = False, bias=None
     accumulation). Launched asynchronously on ``stream`` (see ``cuda_stream``);
     returns ``out``.
     """
-    a, b, out = as_device_array(a), as_device_array(b), as_device_array(out)
-    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
-    k_b, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
-    if k != k_b or out.shape != (m, n):
+    stream = cuda_stream(stream)
+    stage = HostStaging(stream)
+    d_a, d_b, d_out = stage(a), stage(b), stage(out, written=True)
+    m, k = (d_a.shape[1], d_a.shape[0]) if trans_a else d_a.shape
+    k_b, n = (d_b.shape[1], d_b.shape[0]) if trans_b else d_b.shape
+    if k != k_b or tuple(d_out.shape) != (m, n):
         raise ValueError(
-            f"matmul shapes: op(a) is {(m, k)}, op(b) is {(k_b, n)}, out is {tuple(out.shape)}"
+            f"matmul shapes: op(a) is {(m, k)}, op(b) is {(k_b, n)}, out is {tuple(d_out.shape)}"
         )
-    dtype = np.dtype(out.dtype)
-    if dtype not in SUPPORTED_DTYPES or a.dtype != dtype or b.dtype != dtype:
-        raise TypeError(f"matmul needs one float dtype, got {a.dtype}, {b.dtype}, {out.dtype}")
+    dtype = np.dtype(d_out.dtype)
+    if dtype not in SUPPORTED_DTYPES or d_a.dtype != dtype or d_b.dtype != dtype:
+        raise TypeError(f"matmul needs one float dtype, got {d_a.dtype}, {d_b.dtype}, {d_out.dtype}")
+    d_bias = None
     if bias is not None:
-        bias = as_device_array(bias)
-        if bias.shape != (n,) or bias.dtype != dtype:
+        d_bias = stage(bias)
+        if tuple(d_bias.shape) != (n,) or d_bias.dtype != dtype:
             raise ValueError(f"bias must have shape {(n,)} and dtype {dtype}")
-    if m == 0 or n == 0:
-        return out
-    kernel = _gemm_kernel(bool(trans_a), bool(trans_b), bias is not None, bool(accumulate), dtype)
-    # Without a bias the kernel never reads that argument; pass `out` as a stand-in.
-    kernel[_grid(m, n), (THREADS_X, THREADS_Y), cuda_stream(stream)](
-        a, b, bias if bias is not None else out, out
-    )
+    if m and n:
+        kernel = _gemm_kernel(bool(trans_a), bool(trans_b), d_bias is not None, bool(accumulate), dtype)
+        # Without a bias the kernel never reads that argument; pass `out` as a stand-in.
+        kernel[_grid(m, n), (THREADS_X, THREADS_Y), stream](
+            d_a, d_b, d_bias if d_bias is not None else d_out, d_out
+        )
+    stage.finish()
     return out

@@ -259,7 +259,7 @@ def _compile_all(compiler) -> SimpleNamespace:
 
 
 #: CPU versions: numba.njit of the very same Python functions.
-CPU = _compile_all(numba.njit)
+CPU = _compile_all(numba.njit(error_model="numpy"))
 
 
 def _cuda_device_compiler():
