@@ -52,9 +52,8 @@ def kl_rows(mu, logvar):
 
 
 def bce_with_logits(logits, target):
-    p = activation("sigmoid", logits)
-    # -x log p - (1 - x) log(1 - p), with log(1 - p) = log(sigma(-l)) for accuracy
-    return -target * np.log(p) - (1.0 - target) * np.log(activation("sigmoid", -logits))
+    # -x log s(l) - (1 - x) log(1 - s(l)) = log(1 + e^l) - x l, with NumPy's accurate logaddexp
+    return np.logaddexp(0.0, logits) - target * logits
 
 
 def adam_step(p, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled):
