@@ -28,6 +28,13 @@ BACKENDS = ("numpy", "cupy")
 _current: str = os.environ.get("MINIVAE_BACKEND", "numpy").strip().lower() or "numpy"
 _cupy: ModuleType | None = None
 
+# Which code runs the hot paths (matmul, activations, sampling node, KL, BCE, Adam):
+#   "reference": the plain array code in ops.py (NumPy/OpenBLAS, or CuPy/cuBLAS = "vendor")
+#   "custom":    our own Numba kernels (kernels.cpu on the CPU, kernels.cuda on the GPU)
+#   "auto":      custom on the GPU, reference on the CPU
+KERNEL_SETS = ("auto", "reference", "custom")
+_kernels: str = os.environ.get("MINIVAE_KERNELS", "auto").strip().lower() or "auto"
+
 
 class BackendError(RuntimeError):
     """Asking for a backend that this machine cannot provide."""
@@ -86,6 +93,52 @@ def use_backend(name: str) -> Iterator[None]:
         yield
     finally:
         set_backend(previous)
+
+
+def set_kernels(name: str) -> None:
+    """Choose the hot-path implementation: ``"custom"`` (our Numba kernels), ``"reference"``
+    (plain NumPy/CuPy; alias ``"vendor"``: cuBLAS and CuPy on the GPU) or ``"auto"``."""
+    global _kernels
+    key = {"vendor": "reference"}.get(str(name).strip().lower(), str(name).strip().lower())
+    if key not in KERNEL_SETS:
+        raise ValueError(f"set_kernels: unknown kernel set {name!r}; expected one of {KERNEL_SETS + ('vendor',)}")
+    _kernels = key
+
+
+def get_kernels() -> str:
+    if _kernels not in KERNEL_SETS:
+        raise ValueError(f"MINIVAE_KERNELS={_kernels!r} is not a kernel set; expected one of {KERNEL_SETS}")
+    return _kernels
+
+
+@contextlib.contextmanager
+def use_kernels(name: str) -> Iterator[None]:
+    """Run a block with another kernel set, restoring the previous one afterwards."""
+    previous = get_kernels()
+    set_kernels(name)
+    try:
+        yield
+    finally:
+        set_kernels(previous)
+
+
+def fast_path(a: Any) -> Any:
+    """The compiled-kernel provider for array ``a``, or None when the reference code should run.
+
+    A provider (``minivae.accel_cpu.PROVIDER`` or ``minivae.accel_cuda.PROVIDER``) offers
+    the same hot-path functions as the reference code in ops.py, on raw arrays.
+    """
+    choice = get_kernels()
+    gpu = is_gpu_array(a)
+    if choice == "reference" or (choice == "auto" and not gpu):
+        return None
+    if gpu:
+        from . import accel_cuda
+
+        return accel_cuda.PROVIDER
+    from . import accel_cpu
+
+    return accel_cpu.PROVIDER
 
 
 def xp() -> ModuleType:

@@ -35,16 +35,24 @@ def reparameterize(mu: Tensor, logvar: Tensor, eps: Any) -> Tensor:
     mu, logvar = ops._pair("rsample", mu, logvar)
     xp = backend.array_module(mu.data)
     eps = xp.asarray(eps.data if isinstance(eps, Tensor) else eps, dtype=mu.data.dtype)
-    std = xp.exp(0.5 * logvar.data)
-    try:
-        z = mu.data + std * eps
-    except ValueError:
-        raise ValueError(
-            f"rsample: noise of shape {eps.shape} does not broadcast with mu {mu.shape} and logvar {logvar.shape}"
-        ) from None
+    fast = ops._fast(mu.data, logvar.data, eps) if mu.shape == logvar.shape == eps.shape else None
+    if fast:
+        z = fast.reparam(mu.data, logvar.data, eps)
+    else:
+        std = xp.exp(0.5 * logvar.data)
+        try:
+            z = mu.data + std * eps
+        except ValueError:
+            raise ValueError(
+                f"rsample: noise of shape {eps.shape} does not broadcast with mu {mu.shape} and logvar {logvar.shape}"
+            ) from None
 
     def backward(g):
-        return g, (g * (0.5 * std * eps) if logvar.requires_grad else None)
+        if not logvar.requires_grad:
+            return g, None
+        if fast and g.flags.c_contiguous:
+            return g, fast.reparam_grad_logvar(g, logvar.data, eps)
+        return g, g * (0.5 * std * eps)
 
     out = Tensor.from_op(z, (mu, logvar), backward, "rsample", stochastic=True)
     out.eps = eps  # kept so a reader (or a gradient check) can replay this exact sample
@@ -58,14 +66,21 @@ def kl_normal_standard(mu: Tensor, logvar: Tensor) -> Tensor:
     """
     mu, logvar = ops._pair("kl_normal_standard", mu, logvar)
     xp = backend.array_module(mu.data)
-    try:
-        var = xp.exp(logvar.data)
-        terms = var + mu.data * mu.data - 1 - logvar.data
-    except ValueError:
-        raise ValueError(f"kl_normal_standard: mu {mu.shape} and logvar {logvar.shape} do not broadcast") from None
-    value = 0.5 * terms.sum(axis=-1)
+    fast = ops._fast(mu.data, logvar.data) if mu.shape == logvar.shape and mu.ndim == 2 else None
+    if fast:
+        value = fast.kl_rows(mu.data, logvar.data)
+    else:
+        try:
+            var = xp.exp(logvar.data)
+            terms = var + mu.data * mu.data - 1 - logvar.data
+        except ValueError:
+            raise ValueError(f"kl_normal_standard: mu {mu.shape} and logvar {logvar.shape} do not broadcast") from None
+        value = 0.5 * terms.sum(axis=-1)
 
     def backward(g):
+        if fast and mu.requires_grad and logvar.requires_grad:
+            return fast.kl_grads(mu.data, logvar.data, xp.ascontiguousarray(g))
+        var = xp.exp(logvar.data)
         g = xp.expand_dims(g, -1)
         gmu = g * mu.data if mu.requires_grad else None
         glv = g * (0.5 * (var - 1)) if logvar.requires_grad else None

@@ -63,6 +63,21 @@ def _need(t: Tensor) -> bool:
     return t.requires_grad
 
 
+def _fast(*arrays):
+    """The compiled-kernel provider when one is selected and every array suits it, else None.
+
+    Kernels take C-contiguous arrays of one float dtype; anything else (views with
+    strides, broadcasting) runs the reference code below, which handles every case.
+    """
+    fast = backend.fast_path(arrays[0])
+    if fast is None:
+        return None
+    dtype = arrays[0].dtype
+    if all(a.flags.c_contiguous and a.dtype == dtype for a in arrays):
+        return fast
+    return None
+
+
 # ----------------------------------------------------------------------------
 # arithmetic
 # ----------------------------------------------------------------------------
@@ -177,13 +192,22 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         if bias.shape != (weight.shape[1],):
             raise ValueError(f"linear: bias has shape {bias.shape}, expected ({weight.shape[1]},)")
     rows = x.data.reshape(-1, x.shape[-1])
-    out = rows @ weight.data
-    if bias is not None:
-        out += bias.data  # in place: out is a fresh matmul result
+    fast = _fast(rows, weight.data)
+    if fast:
+        out = fast.matmul(rows, weight.data, bias=None if bias is None else bias.data)
+    else:
+        out = rows @ weight.data
+        if bias is not None:
+            out += bias.data  # in place: out is a fresh matmul result
     out = out.reshape(x.shape[:-1] + (weight.shape[1],))
 
     def backward(g):
         g2 = g.reshape(-1, weight.shape[1])
+        if fast and g2.flags.c_contiguous:  # the transposes are read in place by the kernel
+            gx = fast.matmul(g2, weight.data, trans_b=True).reshape(x.shape) if _need(x) else None
+            gw = fast.matmul(rows, g2, trans_a=True) if _need(weight) else None
+            gb = fast.column_sum(g2) if bias is not None and _need(bias) else None
+            return gx, gw, gb
         gx = (g2 @ weight.data.T).reshape(x.shape) if _need(x) else None
         gw = rows.T @ g2 if _need(weight) else None
         gb = g2.sum(axis=0) if bias is not None and _need(bias) else None
@@ -369,19 +393,44 @@ def clip(x: Tensor, low: float, high: float) -> Tensor:
     return Tensor.from_op(y, (x,), lambda g: (g * ((x.data >= low) & (x.data <= high)),), "clip")
 
 
+# Activations: one table row per function, forward and derivative side by side.
+# Each derivative is written in terms of the OUTPUT y (every one of these allows it),
+# so the backward pass only needs y. The compiled kernels use the same convention.
+ACTIVATIONS = {
+    #  name          y = f(x)                                              f'(x) as a function of y
+    "relu":       (lambda xp, x, s: xp.maximum(x, 0),                     lambda xp, y, s: y > 0),
+    "leaky_relu": (lambda xp, x, s: xp.where(x > 0, x, x * s),            lambda xp, y, s: xp.where(y > 0, 1, s).astype(y.dtype)),
+    "sigmoid":    (lambda xp, x, s: _stable_sigmoid(xp, x),               lambda xp, y, s: y * (1 - y)),
+    "tanh":       (lambda xp, x, s: xp.tanh(x),                           lambda xp, y, s: 1 - y * y),
+    "softplus":   (lambda xp, x, s: xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x))), lambda xp, y, s: -xp.expm1(-y)),
+}
+
+
+def _activation(name: str, x: Tensor, slope: float = 0.0) -> Tensor:
+    """y = f(x) elementwise;  x̄ = g · f'(x), with f' read off the table above (from y)."""
+    forward, derivative = ACTIVATIONS[name]
+    fast = _fast(x.data)
+    xp = _xp(x)
+    y = fast.activation(name, x.data, slope) if fast else forward(xp, x.data, slope)
+
+    def backward(g):
+        if fast and g.flags.c_contiguous:
+            return (fast.activation_grad(name, g, y, slope),)
+        return (g * derivative(xp, y, slope),)
+
+    return Tensor.from_op(y, (x,), backward, name)
+
+
 def relu(x: Tensor) -> Tensor:
-    """y = max(x, 0).   x̄ = g · [x > 0] (0 at x = 0)."""
-    y = _xp(x).maximum(x.data, 0)
-    return Tensor.from_op(y, (x,), lambda g: (g * (y > 0),), "relu")
+    """y = max(x, 0).   x̄ = g · [x > 0] (the subgradient 0 at x = 0)."""
+    return _activation("relu", x)
 
 
 def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
-    """y = x if x > 0 else slope · x.   x̄ = g · (1 if x > 0 else slope)."""
-    xp = _xp(x)
-    positive = x.data > 0
-    y = xp.where(positive, x.data, x.data * slope)
-
-    return Tensor.from_op(y, (x,), lambda g: (xp.where(positive, g, g * slope),), "leaky_relu")
+    """y = x if x > 0 else slope · x (slope ≥ 0).   x̄ = g · (1 if x > 0 else slope)."""
+    if slope < 0:
+        raise ValueError(f"leaky_relu: slope must be >= 0, got {slope}")
+    return _activation("leaky_relu", x, slope)
 
 
 def _stable_sigmoid(xp, v):
@@ -392,21 +441,20 @@ def _stable_sigmoid(xp, v):
 
 def sigmoid(x: Tensor) -> Tensor:
     """y = 1 / (1 + e⁻ˣ) (computed without overflow).   x̄ = g · y · (1 - y)."""
-    y = _stable_sigmoid(_xp(x), x.data)
-    return Tensor.from_op(y, (x,), lambda g: (g * y * (1 - y),), "sigmoid")
+    return _activation("sigmoid", x)
 
 
 def tanh(x: Tensor) -> Tensor:
     """y = tanh x.   x̄ = g · (1 - y²)."""
-    y = _xp(x).tanh(x.data)
-    return Tensor.from_op(y, (x,), lambda g: (g * (1 - y * y),), "tanh")
+    return _activation("tanh", x)
 
 
 def softplus(x: Tensor) -> Tensor:
-    """y = ln(1 + eˣ) = max(x, 0) + ln(1 + e^-|x|) (no overflow).   x̄ = g · σ(x)."""
-    xp = _xp(x)
-    y = xp.maximum(x.data, 0) + xp.log1p(xp.exp(-xp.abs(x.data)))
-    return Tensor.from_op(y, (x,), lambda g: (g * _stable_sigmoid(xp, x.data),), "softplus")
+    """y = ln(1 + eˣ) = max(x, 0) + ln(1 + e^-|x|) (no overflow).
+
+    x̄ = g · σ(x), and σ(x) = 1 - e^-y, so the derivative is also a function of y.
+    """
+    return _activation("softplus", x)
 
 
 def logsumexp(x: Tensor, axis: int = -1, keepdims: bool = False) -> Tensor:
@@ -449,12 +497,15 @@ def bce_with_logits(logits: Tensor, target: Any) -> Tensor:
     logits, target = _pair("bce_with_logits", logits, target)
     xp = _xp(logits)
     l, t = logits.data, target.data
+    fast = _fast(l, t) if l.shape == t.shape else None
     try:
-        value = xp.maximum(l, 0) - l * t + xp.log1p(xp.exp(-xp.abs(l)))
+        value = fast.bce_logits(l, t) if fast else xp.maximum(l, 0) - l * t + xp.log1p(xp.exp(-xp.abs(l)))
     except ValueError:
         raise ValueError(f"bce_with_logits: logits {logits.shape} and target {target.shape} do not broadcast") from None
 
     def backward(g):
+        if fast and _need(logits) and g.flags.c_contiguous:
+            return fast.bce_logits_grad(l, t, g), (-g * l if _need(target) else None)
         gl = g * (_stable_sigmoid(xp, l) - t) if _need(logits) else None
         gt = -g * l if _need(target) else None
         return gl, gt

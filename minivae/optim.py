@@ -128,13 +128,17 @@ class Adam(Optimizer):
 
     def _update(self, i: int, p: Tensor) -> None:
         xp = backend.array_module(p.data)
-        g = p.grad
-        if self.weight_decay:
-            g = g + self.weight_decay * p.data
         if self.m[i] is None:
             self.m[i] = xp.zeros_like(p.data)
             self.v[i] = xp.zeros_like(p.data)
         m, v = self.m[i], self.v[i]
+        fast = backend.fast_path(p.data)
+        if fast and p.data.flags.c_contiguous and p.grad.flags.c_contiguous:  # the same update in one fused pass
+            fast.adam(p.data, p.grad, m, v, self.lr, self.beta1, self.beta2, self.eps, self.steps, self.weight_decay)
+            return
+        g = p.grad
+        if self.weight_decay:
+            g = g + self.weight_decay * p.data
         m *= self.beta1
         m += (1 - self.beta1) * g
         v *= self.beta2
