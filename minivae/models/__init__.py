@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 from ..nn import Module
 from ..random import Generator
 from .ae import Autoencoder, Decoder, Encoder
+from .bvae import BernoulliVAE, build_bvae
 from .cvae import ConditionalVAE
 from .dae import DenoisingAutoencoder
 from .iwae import IWAE, importance_log_likelihood, iwae_bound
@@ -58,6 +59,7 @@ def _iwae(input_dim, latent, hidden, rng, num_classes=None, *, likelihood="berno
 
 
 MODELS: dict[str, Builder] = {"ae": _ae, "dae": _dae, "vae": _vae, "cvae": _cvae, "iwae": _iwae}
+MODELS["bvae"] = build_bvae  # binary latents; option estimator= (see models/bvae.py)
 
 
 def model_options(name: str) -> tuple[str, ...]:

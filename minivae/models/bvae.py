@@ -41,7 +41,7 @@ from ..discrete import (
     straight_through_bernoulli,
 )
 from ..estimators import LearnedBaseline, MovingAverageBaseline, score_function_surrogate, zero_with_gradient_of
-from ..nn import Linear, Module, ReLU, Sequential
+from ..nn import Linear, Module, Parameter, ReLU, Sequential
 from ..random import Generator
 from ..tensor import Tensor, no_grad
 
@@ -109,12 +109,16 @@ class BernoulliVAE(Module):
         self.decoder = _mlp((self.latent, *reversed(hidden), self.input_dim), rng)
         if estimator == "reinforce-baseline":
             self.baseline = LearnedBaseline(self.input_dim, hidden=64, rng=rng)
-            self.moving_average = MovingAverageBaseline(baseline_decay)
+            self.baseline_decay = float(baseline_decay)
+            # The moving average's state (value, number of updates) kept as a buffer in a Parameter so
+            # that state_dict() and checkpoints hold it and a resumed run continues exactly. It never
+            # receives a gradient, and optimizers skip parameters whose grad is None.
+            self.moving_average_state = Parameter(np.zeros(2), dtype="float64")
         self.step = 0  # kept current by the training loop (protocol shared with the other models)
 
     # -- the model ---------------------------------------------------------------------
     def _as_input(self, x: Any) -> Tensor:
-        dtype = self.parameters()[0].dtype
+        dtype = self.encoder.parameters()[0].dtype
         if isinstance(x, Tensor):
             return x if x.dtype == dtype else x.astype(dtype)
         return Tensor(np.asarray(x), dtype=dtype)
@@ -139,12 +143,15 @@ class BernoulliVAE(Module):
             if self.estimator == "reinforce":
                 recon = score_function_surrogate(f, log_q)
             else:
-                offset = self.moving_average.value
+                ma = MovingAverageBaseline(self.baseline_decay)
+                ma.value, ma.updates = float(self.moving_average_state.data[0]), int(self.moving_average_state.data[1])
+                offset = ma.value
                 with no_grad():
                     b = self.baseline(x).data + offset  # b(x) = moving average + learned correction
                 recon = score_function_surrogate(f, log_q, b)
                 mse = self.baseline.loss(x, f, offset=offset)
-                self.moving_average.update(f)  # after use: this batch's b came from earlier batches only
+                ma.update(f)  # after use: this batch's b came from earlier batches only
+                self.moving_average_state.data[:] = (ma.value, ma.updates)
                 extra["baseline_mse"] = mse.detach()
                 recon = recon + zero_with_gradient_of(mse)  # trains b(x); adds 0 to the value
             hard_recon = f
@@ -190,7 +197,7 @@ class BernoulliVAE(Module):
 
     def sample(self, n: int, rng: Generator, y: Any = None) -> Tensor:
         """z ~ Bernoulli(½)^K, then the mean image E[x | z]."""
-        z = rng.bernoulli(np.full((int(n), self.latent), 0.5), dtype=self.parameters()[0].dtype)
+        z = rng.bernoulli(np.full((int(n), self.latent), 0.5), dtype=self.encoder.parameters()[0].dtype)
         return self.decode(z)
 
 
