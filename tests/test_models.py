@@ -1,0 +1,217 @@
+"""Models: gradients (finite differences, float64, common random numbers), the loss
+decompositions, IWAE bound ordering, importance-sampled likelihoods and the registry."""
+
+import math
+
+import numpy as np
+import pytest
+
+import minivae as mv
+from minivae.data import load_digits
+from minivae.distributions import Normal
+from minivae.models import (
+    MODELS, IWAE, VAE, Autoencoder, ConditionalVAE, DenoisingAutoencoder, build_model,
+    importance_log_likelihood, iwae_bound,
+)
+from minivae.optim import Adam
+from minivae.random import Generator
+
+D, LATENT, HIDDEN, BATCH, CLASSES = 6, 2, 8, 4, 3
+
+CASES = [
+    ("ae", {}),
+    ("ae", {"likelihood": "mse"}),
+    ("ae", {"likelihood": "gaussian"}),
+    ("dae", {"noise": "gaussian", "level": 0.3}),
+    ("dae", {"noise": "mask", "level": 0.4}),
+    ("vae", {}),
+    ("vae", {"likelihood": "gaussian", "beta": 2.5}),
+    ("cvae", {}),
+    ("iwae", {"k": 4}),
+]
+
+
+def tiny(name, seed=0, **options):
+    """A float64 model with biases moved off 0 (no ReLU kinks at exact zeros) and a batch."""
+    model = build_model(name, D, LATENT, HIDDEN, Generator(seed), num_classes=CLASSES, **options).astype("float64")
+    g = Generator(seed + 100)
+    for pname, p in model.named_parameters():
+        if pname.endswith("bias"):
+            p.data = p.data + g.normal(p.shape, dtype="float64", std=0.5)
+    return model, g.numpy.random((BATCH, D)), g.numpy.integers(0, CLASSES, size=BATCH)
+
+
+@pytest.mark.parametrize("name,options", CASES, ids=[f"{n}-{'-'.join(map(str, o.values()))}" for n, o in CASES])
+def test_every_model_loss_passes_gradcheck(name, options):
+    model, x, y = tiny(name, **options)
+    noise = Generator(7)  # rewound before every evaluation: the same eps / masks each time
+    report = mv.gradcheck(lambda: model.loss(x, y, noise)["loss"], model, rng=noise)
+    assert report.ok
+    assert len(report.inputs) == len(model.parameters())
+    # Not a vacuous check: every parameter really gets a gradient.
+    noise2 = Generator(7)
+    model.loss(x, y, noise2)["loss"].backward()
+    for pname, p in model.named_parameters():
+        assert np.abs(p.grad).max() > 1e-8, pname
+
+
+def test_same_seed_same_numbers_and_different_seed_differs():
+    a, x, y = tiny("vae", seed=3)
+    b, _, _ = tiny("vae", seed=3)
+    c, _, _ = tiny("vae", seed=4)
+    la = a.loss(x, y, Generator(1))["loss"].item()
+    assert la == b.loss(x, y, Generator(1))["loss"].item()
+    assert la != c.loss(x, y, Generator(1))["loss"].item()
+    assert la != a.loss(x, y, Generator(2))["loss"].item()  # the noise matters
+
+
+def test_vae_loss_is_recon_plus_beta_kl_and_reports_them():
+    model, x, y = tiny("vae", beta=3.0)
+    out = model.loss(x, y, Generator(0))
+    assert set(out) == {"loss", "recon", "kl", "neg_elbo"}
+    recon, kl = out["recon"].item(), out["kl"].item()
+    assert out["loss"].item() == pytest.approx(recon + 3.0 * kl, rel=1e-12)
+    assert out["neg_elbo"].item() == pytest.approx(recon + kl, rel=1e-12)
+    assert kl > 0
+    # KL term equals the closed form from the encoder's mu, logvar (mean over the batch).
+    q = model.posterior(x)
+    mu, lv = q.mu.numpy(), q.logvar.numpy()
+    assert kl == pytest.approx(np.mean(0.5 * (np.exp(lv) + mu**2 - 1 - lv).sum(axis=1)), rel=1e-10)
+
+
+def test_kl_warmup_ramps_linearly_to_beta():
+    model = VAE(D, LATENT, HIDDEN, rng=Generator(0), beta=2.0, warmup_steps=10)
+    weights = []
+    for step in (0, 5, 10, 50):
+        model.step = step
+        weights.append(model.kl_weight())
+    assert weights == [0.0, 1.0, 2.0, 2.0]
+    assert VAE(D, LATENT, HIDDEN, rng=Generator(0), beta=0.5).kl_weight() == 0.5
+
+
+def test_ae_loss_is_summed_over_pixels_and_averaged_over_batch():
+    model, x, y = tiny("ae", likelihood="mse")
+    out = model.reconstruct(x).numpy()
+    assert model.loss(x, y, Generator(0))["loss"].item() == pytest.approx(((out - x) ** 2).sum(axis=1).mean())
+    model, x, y = tiny("ae")  # bernoulli: BCE from logits, summed
+    p = np.clip(model.reconstruct(x).numpy(), 1e-12, 1 - 1e-12)
+    bce = -(x * np.log(p) + (1 - x) * np.log(1 - p)).sum(axis=1).mean()
+    assert model.loss(x, y, Generator(0))["loss"].item() == pytest.approx(bce, rel=1e-8)
+
+
+def test_dae_reconstructs_the_clean_input_from_a_corrupted_one():
+    clean, x, y = tiny("ae")
+    for noise in ("gaussian", "mask"):
+        dae, _, _ = tiny("dae", noise=noise, level=0.0)
+        # No corruption: exactly the autoencoder's loss (same seed, same weights).
+        assert dae.loss(x, y, Generator(0))["loss"].item() == clean.loss(x, y, Generator(0))["loss"].item()
+    dae, _, _ = tiny("dae", noise="mask", level=0.5)
+    big = np.ones((200, D))
+    masked = dae.corrupt(mv.tensor(big, dtype="float64"), Generator(1)).numpy()
+    assert set(np.unique(masked)) == {0.0, 1.0}
+    assert 0.4 < (masked == 0).mean() < 0.6
+    noisy = DenoisingAutoencoder(D, LATENT, HIDDEN, rng=Generator(0), noise="gaussian", level=0.2)
+    diff = noisy.corrupt(mv.tensor(big), Generator(1)).numpy() - big
+    assert abs(diff.std() - 0.2) < 0.02
+    # The loss differs from the clean-input loss: the noise is really applied.
+    dae, _, _ = tiny("dae", noise="gaussian", level=0.5)
+    assert dae.loss(x, y, Generator(0))["loss"].item() != clean.loss(x, y, Generator(0))["loss"].item()
+    with pytest.raises(ValueError, match="noise"):
+        DenoisingAutoencoder(D, LATENT, HIDDEN, rng=Generator(0), noise="salt")
+
+
+def test_encoder_and_decoder_work_alone():
+    model = VAE(D, 3, [8, 5], rng=Generator(0))
+    q = model.encoder(mv.tensor(np.zeros((2, D))))
+    assert isinstance(q, Normal) and q.mu.shape == (2, 3)
+    probs = model.decode(np.random.default_rng(0).normal(size=(7, 3)))  # arbitrary z
+    assert probs.shape == (7, D) and 0 < probs.numpy().min() and probs.numpy().max() < 1
+    assert model.encode(np.zeros((2, D))).shape == (2, 3)
+    samples = model.sample(5, Generator(0)).numpy()
+    assert samples.shape == (5, D)
+    assert np.array_equal(samples, model.sample(5, Generator(0)).numpy())
+    ae = Autoencoder(D, 2, 8, rng=Generator(0))
+    assert ae.encoder(mv.tensor(np.zeros((3, D)))).shape == (3, 2)
+    assert ae.sample(4, Generator(0)).shape == (4, D)
+
+
+def test_cvae_conditions_on_the_label():
+    model, x, y = tiny("cvae")
+    assert model.conditional
+    with pytest.raises(ValueError, match="labels y are required"):
+        model.loss(x, None, Generator(0))
+    with pytest.raises(ValueError, match="shape"):
+        model.loss(x, y[:2], Generator(0))
+    z = np.zeros((1, LATENT))
+    images = [model.decode(z, np.array([c])).numpy() for c in range(CLASSES)]
+    assert not np.allclose(images[0], images[1])  # the label changes the output for the same z
+    assert model.sample(6, Generator(0), y=2).shape == (6, D)
+    same = model.sample(6, Generator(0), y=np.full(6, 2)).numpy()
+    assert np.array_equal(model.sample(6, Generator(0), y=2).numpy(), same)
+    with pytest.raises(ValueError, match="num_classes"):
+        ConditionalVAE(D, LATENT, HIDDEN, rng=Generator(0), num_classes=None)
+
+
+def test_iwae_with_one_sample_is_the_one_sample_elbo():
+    model = IWAE(D, LATENT, HIDDEN, rng=Generator(0), k=1).astype("float64")
+    x = np.random.default_rng(1).random((5, D))
+    rng = Generator(3)
+    log_w = model.log_weights(x, None, 1, rng).numpy()  # (1, 5)
+    assert -model.loss(x, None, Generator(3))["loss"].item() == pytest.approx(log_w.mean(), rel=1e-12)
+
+
+def test_iwae_bounds_are_ordered_on_digits():
+    """E[L_1] <= E[L_5] <= E[L_50] (Burda et al., theorem 1), on test data after brief training."""
+    train, test = load_digits("train"), load_digits("test")
+    model = VAE(64, 2, 32, rng=Generator(0))
+    opt, rng = Adam(model.parameters(), lr=3e-3), Generator(1)
+    for _ in range(5):
+        for xb, yb in mv.data.batches(train, 64, rng=rng):
+            opt.zero_grad()
+            model.loss(xb, yb, rng)["loss"].backward()
+            opt.step()
+    bounds = {k: np.mean([iwae_bound(model, test.x, k, Generator(10 + r)).mean() for r in range(4)]) for k in (1, 5, 50)}
+    # Measured over seeds: L_5 - L_1 ≈ 0.15-0.3 nats, L_50 - L_5 ≈ 0.05-0.12; the Monte Carlo
+    # error of each average (359 test digits × 4 replicates) is ≈ 0.015 nats.
+    assert bounds[1] + 0.1 < bounds[5]
+    assert bounds[5] + 0.02 < bounds[50]
+    assert bounds[50] < 0
+
+
+def test_importance_log_likelihood_chunks_do_not_change_the_answer():
+    model, x, y = tiny("vae")
+    whole = importance_log_likelihood(model, x, k=37, rng=Generator(5), chunk=1000, batch_size=1000)
+    chunked = importance_log_likelihood(model, x, k=37, rng=Generator(5), chunk=5, batch_size=1000)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-12)
+    assert whole.shape == (BATCH,) and whole.dtype == np.float64
+    # It is log of a mean of weights: compare with a direct NumPy computation.
+    log_w = model.log_weights(x, None, 37, Generator(5)).numpy()
+    direct = np.log(np.mean(np.exp(log_w), axis=0))
+    np.testing.assert_allclose(whole, direct, rtol=1e-10)
+    # Bounded memory does not mean fewer rows: batching over rows returns every row.
+    assert importance_log_likelihood(model, x, k=3, rng=Generator(5), batch_size=3).shape == (BATCH,)
+    cvae, x, y = tiny("cvae")
+    assert np.isfinite(importance_log_likelihood(cvae, x, k=10, rng=Generator(0), y=y)).all()
+    with pytest.raises(ValueError, match="rng"):
+        importance_log_likelihood(model, x, k=10)
+    with pytest.raises(TypeError, match="log_weights"):
+        importance_log_likelihood(tiny("ae")[0], x, k=10, rng=Generator(0))
+
+
+def test_registry_builds_every_model_and_rejects_bad_names_and_options():
+    for name in ("ae", "dae", "vae", "cvae", "iwae"):
+        assert name in MODELS
+        model = build_model(name, D, LATENT, HIDDEN, Generator(0), num_classes=CLASSES)
+        assert isinstance(model, mv.nn.Module)
+        out = model.loss(np.random.default_rng(0).random((3, D)), np.array([0, 1, 2]), Generator(0))
+        assert out["loss"].shape == () and math.isfinite(out["loss"].item())
+    with pytest.raises(ValueError, match="unknown model 'nope'.*ae"):
+        build_model("nope", D, LATENT, HIDDEN, Generator(0))
+    with pytest.raises(ValueError, match="does not take option.*'k'"):
+        build_model("vae", D, LATENT, HIDDEN, Generator(0), k=3)
+    with pytest.raises(ValueError, match="likelihood"):
+        build_model("vae", D, LATENT, HIDDEN, Generator(0), likelihood="mse")
+    with pytest.raises(ValueError, match="hidden"):
+        build_model("vae", D, LATENT, 0, Generator(0))
+    with pytest.raises(ValueError, match="k"):
+        build_model("iwae", D, LATENT, HIDDEN, Generator(0), k=0)
