@@ -393,13 +393,18 @@ class Trainer:
 
     def fit(self, on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
         """Train until ``config.epochs``; returns the per-epoch history."""
-        with blas_threads(self.threads):
-            return self._fit(on_epoch_end)
+        # One bar for the whole run (epochs are short); it shows the running epoch averages.
+        total = self.config.epochs * self.steps_per_epoch
+        bar = tqdm(total=total, initial=min(self.optimizer.steps, total), desc="training", unit="step",
+                   disable=not self.progress, dynamic_ncols=True)
+        with blas_threads(self.threads), bar:
+            return self._fit(on_epoch_end, bar)
 
-    def _fit(self, on_epoch_end: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
+    def _fit(self, on_epoch_end: Callable[[dict[str, Any]], None] | None, bar: tqdm) -> list[dict[str, Any]]:
         for epoch in range(self.epoch + 1, self.config.epochs + 1):
             started = time.perf_counter()
-            train_metrics = self._train_epoch(epoch)
+            bar.set_description(f"epoch {epoch}/{self.config.epochs}")
+            train_metrics = self._train_epoch(epoch, bar)
             test_metrics = evaluate(self.model, self.test_set, self.eval_rng(epoch))
             row = {
                 "epoch": epoch,
@@ -418,39 +423,35 @@ class Trainer:
                 on_epoch_end(row)
         return self.history
 
-    def _train_epoch(self, epoch: int) -> dict[str, float]:
+    def _train_epoch(self, epoch: int, bar: tqdm) -> dict[str, float]:
         model, opt = self.model, self.optimizer
         model.train()
         totals: dict[str, float] = {}
         seen = 0
-        bar = tqdm(
-            total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.config.epochs}", leave=False,
-            disable=not self.progress, unit="batch",
-        )
-        with bar:
-            for index, (xb, yb) in enumerate(batches(self.train_set, self.config.batch_size, rng=self.rng)):
-                if hasattr(model, "step"):
-                    model.step = opt.steps  # drives the KL warm-up
-                out = model.loss(xb, yb, self.rng)
-                value = out["loss"].item()
-                if not math.isfinite(value):
-                    kept = (
-                        f"the last good checkpoint {self.checkpoint_path} (after epoch {self.epoch}) was kept"
-                        if self.checkpoint_path.exists() else "no checkpoint had been written yet"
-                    )
-                    raise TrainingDiverged(
-                        f"training stopped: the loss is {value} at epoch {epoch}, step {opt.steps + 1} "
-                        f"(batch {index + 1} of {self.steps_per_epoch}); {kept}. "
-                        "Try a smaller --lr or a KL --warmup."
-                    )
-                opt.zero_grad()
-                out["loss"].backward()
-                opt.step()
-                seen += len(xb)
-                for name, t in out.items():
-                    totals[name] = totals.get(name, 0.0) + (value if name == "loss" else t.item()) * len(xb)
-                bar.set_postfix({n: f"{totals[n] / seen:.3f}" for n in ("loss", "recon", "kl") if n in totals})
-                bar.update()
+        for index, (xb, yb) in enumerate(batches(self.train_set, self.config.batch_size, rng=self.rng)):
+            if hasattr(model, "step"):
+                model.step = opt.steps  # drives the KL warm-up
+            out = model.loss(xb, yb, self.rng)
+            value = out["loss"].item()
+            if not math.isfinite(value):
+                kept = (
+                    f"the last good checkpoint {self.checkpoint_path} (after epoch {self.epoch}) was kept"
+                    if self.checkpoint_path.exists() else "no checkpoint had been written yet"
+                )
+                raise TrainingDiverged(
+                    f"training stopped: the loss is {value} at epoch {epoch}, step {opt.steps + 1} "
+                    f"(batch {index + 1} of {self.steps_per_epoch}); {kept}. "
+                    "Try a smaller --lr or a KL --warmup."
+                )
+            opt.zero_grad()
+            out["loss"].backward()
+            opt.step()
+            seen += len(xb)
+            for name, t in out.items():
+                totals[name] = totals.get(name, 0.0) + (value if name == "loss" else t.item()) * len(xb)
+            bar.set_postfix({n: f"{totals[n] / seen:.3f}" for n in ("loss", "recon", "kl") if n in totals},
+                            refresh=False)
+            bar.update()
         return {name: total / seen for name, total in totals.items()}
 
     def write_metrics(self) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 #: Demo settings: the same VAE as `train vae` with a wider two-layer MLP, which
 #: gives clearer digits in a few seconds on a laptop.
@@ -115,7 +116,8 @@ def _run_training(command: str, config, out: Path, *, resume: bool, overwrite: b
         if trainer.epoch >= config.epochs:
             print(f"{out}: already trained for {trainer.epoch} epochs (--epochs {config.epochs}); nothing to do")
         try:
-            trainer.fit(on_epoch_end=None if quiet else _print_epoch)
+            every = max(1, config.epochs // 20)  # about 20 lines, whatever the number of epochs
+            trainer.fit(on_epoch_end=None if quiet else lambda row: _print_epoch(row, every, config.epochs))
         except TrainingDiverged as err:
             print(f"minivae {command}: {err}", file=sys.stderr)
             return 1
@@ -130,10 +132,12 @@ def _run_training(command: str, config, out: Path, *, resume: bool, overwrite: b
     return 0
 
 
-def _print_epoch(row: dict[str, Any]) -> None:
+def _print_epoch(row: dict[str, Any], every: int, last: int) -> None:
+    if row["epoch"] % every and row["epoch"] not in (1, last):
+        return
     parts = [f"{split} " + " ".join(f"{k}={v:.3f}" for k, v in row[split].items() if k != "neg_elbo")
              for split in ("train", "test")]
-    print(f"epoch {row['epoch']:>4}  " + "   ".join(parts), flush=True)
+    tqdm.write(f"epoch {row['epoch']:>4}  " + "   ".join(parts))  # above the progress bar, not through it
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
