@@ -124,9 +124,10 @@ def _run_training(command: str, config, out: Path, *, resume: bool, overwrite: b
         paths = write_figures(trainer.model, trainer.train_set, trainer.test_set, trainer.history, out, config.seed) if figures else []
     seconds = time.perf_counter() - started
     last = trainer.history[-1]["test"] if trainer.history else {}
-    print(f"\n{config.model} on {config.data}: {trainer.epoch} epochs in {seconds:.1f} s")
+    print(f"\n{config.model} on {config.data}: {trainer.epoch} epochs in {seconds:.1f} s; test set, per example "
+          "(loss, recon, kl, neg_elbo in nats):")
     for name, value in last.items():
-        print(f"  test {name:<9} {value:9.3f} nats per example")
+        print(f"  {name:<12} {value:9.3f}")
     print(f"wrote to {out}/: config.json, metrics.json, metrics.csv, checkpoint.npz"
           + "".join(f", {p.name}" for p in paths))
     return 0
