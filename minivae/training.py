@@ -84,6 +84,7 @@ class TrainConfig:
     data_dir: str | None = None
     download: bool = False
     backend: str = "numpy"
+    estimator: str = "reinforce-baseline"  # gradient estimator of discrete latents (bvae)
 
     def __post_init__(self) -> None:
         if isinstance(self.hidden, (int, np.integer)):
@@ -129,6 +130,7 @@ class TrainConfig:
             "k": self.k,
             "noise": self.noise,
             "level": self.noise_level,
+            "estimator": self.estimator,
         }
         return {name: wanted[name] for name in model_options(self.model) if name in wanted}
 
@@ -454,6 +456,18 @@ class Trainer:
             bar.update()
         return {name: total / seen for name, total in totals.items()}
 
+    def diagnostics(self) -> dict[str, Any] | None:
+        """Active units, per-dimension KL, I(z; x) and a collapse warning on the test set.
+
+        None for models without an unconditional posterior q(z | x) (AE, DAE, CVAE).
+        """
+        if not hasattr(self.model, "posterior") or getattr(self.model, "conditional", False):
+            return None
+        from .diagnostics import diagnostics_report
+
+        self.model.eval()
+        return diagnostics_report(self.model, self.test_set.x, rng=Generator(self.config.seed + 4242))
+
     def write_metrics(self) -> None:
         """metrics.json (history + final test numbers) and metrics.csv, both atomically."""
         last = self.history[-1] if self.history else None
@@ -462,6 +476,8 @@ class Trainer:
             final = {"epoch": last["epoch"], "test": last["test"]}
             if "neg_elbo" in last["test"]:
                 final["test_neg_elbo_nats"] = last["test"]["neg_elbo"]
+            if self.epoch >= self.config.epochs:
+                final["diagnostics"] = self.diagnostics()
         atomic_write_json(
             self.out_dir / "metrics.json",
             {"config": self.config.to_dict(), "units": "nats per example", "epochs": self.history, "final": final},

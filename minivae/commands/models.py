@@ -128,6 +128,11 @@ def _run_training(command: str, config, out: Path, *, resume: bool, overwrite: b
           "(loss, recon, kl, neg_elbo in nats):")
     for name, value in last.items():
         print(f"  {name:<12} {value:9.3f}")
+    report = trainer.diagnostics() if trainer.history else None
+    if report is not None:
+        from ..diagnostics import format_report
+
+        print(format_report(report))
     print(f"wrote to {out}/: config.json, metrics.json, metrics.csv, checkpoint.npz"
           + "".join(f", {p.name}" for p in paths))
     return 0
@@ -160,6 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, lr=args.lr, seed=args.seed, likelihood=args.likelihood, beta=args.beta,
             warmup=args.warmup, k=args.k, noise=args.noise, noise_level=args.noise_level,
             test_fraction=args.test_fraction, data_dir=args.data_dir, download=args.download, backend=args.backend,
+            estimator=args.estimator,
         )
     except ValueError as err:
         return _error("train", err)
@@ -265,7 +271,11 @@ def gradcheck_model(name: str, seed: int = 0):
     from ..random import Generator
 
     input_dim, latent, hidden, batch, classes = 6, 2, 8, 4, 3
-    model = build_model(name, input_dim, latent, hidden, Generator(seed), num_classes=classes).astype("float64")
+    # A score-function surrogate's gradient is right only in expectation, so the discrete-latent
+    # model is checked with its Gumbel-softmax relaxation, which is differentiable for fixed noise.
+    options = {"estimator": "gumbel"} if name == "bvae" else {}
+    model = build_model(name, input_dim, latent, hidden, Generator(seed), num_classes=classes, **options)
+    model.astype("float64")
     data = Generator(seed + 1)
     # Biases start at exactly 0, so at initialisation a dead ReLU layer can hand the next
     # layer a pre-activation of exactly 0: a kink, where finite differences are meaningless.
@@ -295,6 +305,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..data import DATASET_NAMES
     from ..models import MODELS
+    from ..models.bvae import ESTIMATORS
 
     p = subparsers.add_parser("demo", help="train a 2-D VAE on the digits and write all figures (~10-20 s)")
     p.add_argument("--epochs", type=positive_int, default=DEMO_EPOCHS, help=f"default {DEMO_EPOCHS}")
@@ -319,6 +330,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--noise-level", type=non_negative_float, default=0.3, help="noise std or mask probability (dae)")
     p.add_argument("--likelihood", choices=("bernoulli", "gaussian", "mse"), default=None,
                    help="decoder likelihood (default: bernoulli for images, gaussian for 2-D points)")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="reinforce-baseline",
+                   help="gradient estimator for the discrete latents of bvae")
     p.add_argument("--test-fraction", type=positive_float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATA)")

@@ -159,7 +159,7 @@ class BernoulliVAE(Module):
             z = relaxed_bernoulli(logits, self.tau, rng=rng)
             recon = self.recon_nll(z, x)
             with no_grad():  # the discrete bound, for reporting only
-                hard_recon = self.recon_nll(Tensor((z.data > 0.5).astype(z.data.dtype)), x)
+                hard_recon = self.recon_nll(Tensor((z.data > 0.5), dtype=z.dtype), x)
         else:  # straight-through
             z = straight_through_bernoulli(logits, rng)
             recon = self.recon_nll(z, x)
