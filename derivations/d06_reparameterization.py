@@ -28,7 +28,7 @@ import numpy as np
 from scipy import integrate, stats
 
 import minivae as mv
-from derivations.table import Table
+from derivations.table import Table, main
 
 TITLE = "Topic 6: the reparameterization trick vs closed-form gradients"
 
@@ -200,13 +200,5 @@ def _plot(plot_dir: str) -> None:
     plt.close(fig)
 
 
-def _main(argv: list[str]) -> int:
-    """Print the table; ``--plot DIR`` also writes the figure. Exit status 1 on any failure."""
-    plot_dir = argv[argv.index("--plot") + 1] if "--plot" in argv else None
-    table = run(plot_dir)
-    print(table.render())
-    return 0 if table.ok else 1
-
-
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
+    sys.exit(main(run, sys.argv[1:]))

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import integrate
 from scipy.special import logsumexp
 
-from derivations.table import Table
+from derivations.table import Table, main
 
 TITLE = "8. Importance sampling and the IWAE bound (linear-Gaussian model)"
 
@@ -275,13 +275,5 @@ def _plot(plot_dir: str, means: dict, ses: dict, log_px: float, elbo: float, chi
     plt.close(fig)
 
 
-def _main(argv: list[str]) -> int:
-    """Print the table; ``--plot DIR`` also writes the figure. Exit status 1 on any failure."""
-    plot_dir = argv[argv.index("--plot") + 1] if "--plot" in argv else None
-    table = run(plot_dir)
-    print(table.render())
-    return 0 if table.ok else 1
-
-
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
+    sys.exit(main(run, sys.argv[1:]))

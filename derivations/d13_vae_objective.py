@@ -25,7 +25,7 @@ import sys
 import numpy as np
 from scipy import optimize, stats
 
-from derivations.table import Table
+from derivations.table import Table, main
 
 TITLE = "13. The course's VAE loss vs the Gaussian-decoder ELBO: constants and the s^2 = 1/2 factor"
 
@@ -235,13 +235,5 @@ def _plot(plot_dir: str, objective, w0: float) -> None:
     plt.close(fig)
 
 
-def _main(argv: list[str]) -> int:
-    """Print the table; ``--plot DIR`` also writes the figure. Exit status 1 on any failure."""
-    plot_dir = argv[argv.index("--plot") + 1] if "--plot" in argv else None
-    table = run(plot_dir)
-    print(table.render())
-    return 0 if table.ok else 1
-
-
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
+    sys.exit(main(run, sys.argv[1:]))

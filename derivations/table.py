@@ -89,3 +89,14 @@ def _fmt(x: float) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return f"{x:.6g}"
+
+
+def main(run, argv: list[str]) -> int:
+    """A topic module's command line: print its table; ``--plot DIR`` also writes its figure.
+
+    Exit status 1 on any failure.
+    """
+    plot_dir = argv[argv.index("--plot") + 1] if "--plot" in argv else None
+    table = run(plot_dir)
+    print(table.render())
+    return 0 if table.ok else 1
