@@ -22,6 +22,7 @@ from .ops import (
     bce_with_logits,
     clip,
     concat,
+    cos,
     div,
     exp,
     getitem,
@@ -38,6 +39,7 @@ from .ops import (
     relu,
     reshape,
     sigmoid,
+    sin,
     softmax,
     softplus,
     sqrt,
@@ -52,10 +54,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnomalyError", "GradcheckError", "GradcheckReport", "GraphFreedError", "Normal", "Tensor",
-    "abs", "add", "astype", "backend", "bce_with_logits", "clip", "concat", "detect_anomaly", "distributions",
+    "abs", "add", "astype", "backend", "bce_with_logits", "clip", "concat", "cos", "detect_anomaly", "distributions",
     "div", "draw_graph", "exp", "get_backend", "getitem", "gradcheck", "graph_summary", "is_grad_enabled",
     "kl_normal_standard", "leaky_relu", "linear", "log", "log_softmax", "logsumexp", "losses", "matmul",
     "mean", "mul", "neg", "nn", "no_grad", "optim", "power", "random", "relu", "reparameterize", "reshape",
-    "set_backend", "sigmoid", "softmax", "softplus", "sqrt", "sub", "sum", "tanh", "tensor", "transpose",
+    "set_backend", "sigmoid", "sin", "softmax", "softplus", "sqrt", "sub", "sum", "tanh", "tensor", "transpose",
     "use_backend",
 ]

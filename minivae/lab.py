@@ -125,7 +125,7 @@ def make_problem(name: str, dim: int, seed: int = 0) -> Problem:
         damp = np.exp(-0.5 * sigma**2)
 
         def f(z: Tensor) -> Tensor:
-            return _sin(z).sum(axis=-1)
+            return ops.sin(z).sum(axis=-1)
 
         return Problem(name, mu, sigma, f, np.cos(mu) * damp, -sigma * np.sin(mu) * damp)
 
@@ -158,11 +158,6 @@ def make_problem(name: str, dim: int, seed: int = 0) -> Problem:
     a, b = gauss_hermite_expectation(lambda u: x[:, None] - 1.0 / (1.0 + np.exp(-u)), mu, sigma)
     # ∂/∂mu E[h(mu + σε)] = E[h'(z)];  ∂/∂σ = E[h'(z) ε]
     return Problem(name, mu, sigma, f, a, b, {"x": x})
-
-
-def _sin(z: Tensor) -> Tensor:
-    """sin z as a node (the engine has no sin op): ∂/∂z = cos z."""
-    return Tensor.from_op(np.sin(z.data), (z,), lambda g: (g * np.cos(z.data),), "sin")
 
 
 # ----------------------------------------------------------------------------

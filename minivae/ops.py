@@ -380,6 +380,18 @@ def sqrt(x: Tensor) -> Tensor:
     return Tensor.from_op(y, (x,), lambda g: (g / (2 * y),), "sqrt")
 
 
+def sin(x: Tensor) -> Tensor:
+    """y = sin x.   x̄ = g · cos x."""
+    xp = _xp(x)
+    return Tensor.from_op(xp.sin(x.data), (x,), lambda g: (g * xp.cos(x.data),), "sin")
+
+
+def cos(x: Tensor) -> Tensor:
+    """y = cos x.   x̄ = -g · sin x."""
+    xp = _xp(x)
+    return Tensor.from_op(xp.cos(x.data), (x,), lambda g: (-g * xp.sin(x.data),), "cos")
+
+
 def abs(x: Tensor) -> Tensor:  # noqa: A001 - public name
     """y = |x|.   x̄ = g · sign(x) (the subgradient 0 is used at x = 0)."""
     xp = _xp(x)

@@ -22,6 +22,8 @@ UNARY = [
     ("log", mv.log, positive),
     ("sqrt", mv.sqrt, positive),
     ("abs", mv.abs, t),
+    ("sin", mv.sin, t),
+    ("cos", mv.cos, t),
     ("relu", mv.relu, t),
     ("leaky_relu", lambda x: mv.leaky_relu(x, 0.1), t),
     ("sigmoid", mv.sigmoid, t),
