@@ -40,11 +40,34 @@ class BackendError(RuntimeError):
     """Asking for a backend that this machine cannot provide."""
 
 
+# Environment for a low-overhead GPU path, set (unless the user chose otherwise) just
+# before CuPy is first imported. CuPy reads its variable once, at import; numba re-reads
+# its own on every kernel compile, so they take effect even when numba was imported
+# first (the CPU kernels import it). Why each one (see kernels/cuda_launch.py):
+#   *_CUDA_ARRAY_INTERFACE_SYNC=0: no stream synchronisation each time one library
+#       wraps the other's array; minivae launches everything on CuPy's current stream,
+#       so those syncs would only stall the host.
+#   NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS=0: small VAE grids would otherwise go through
+#       the warnings machinery on every launch.
+GPU_ENVIRONMENT = {
+    "NUMBA_CUDA_ARRAY_INTERFACE_SYNC": "0",
+    "CUPY_CUDA_ARRAY_INTERFACE_SYNC": "0",
+    "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS": "0",
+}
+
+# Test hook, set only by ``accel_cuda.simulate_on_host()``: a provider that NumPy arrays
+# get instead of accel_cpu's, so a test can drive the CUDA kernels (on Numba's simulator)
+# through the whole engine without CuPy or a GPU. None in normal use.
+_host_override: Any = None
+
+
 def _load_cupy() -> ModuleType:
     """Import CuPy on first use and check that a GPU is really there."""
     global _cupy
     if _cupy is not None:
         return _cupy
+    for key, value in GPU_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
     try:
         cupy = importlib.import_module("cupy")
     except ImportError as err:
@@ -129,8 +152,12 @@ def fast_path(a: Any) -> Any:
     the same hot-path functions as the reference code in ops.py, on raw arrays.
     """
     choice = get_kernels()
+    if choice == "reference":
+        return None
     gpu = is_gpu_array(a)
-    if choice == "reference" or (choice == "auto" and not gpu):
+    if not gpu and _host_override is not None:  # tests only: NumPy arrays stand in for CuPy ones
+        return _host_override
+    if choice == "auto" and not gpu:
         return None
     if gpu:
         from . import accel_cuda
