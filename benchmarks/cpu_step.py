@@ -6,7 +6,10 @@ pixels) + analytic KL, mean over the batch, Adam, float32. One step = forward,
 backward, optimizer update, with fresh Gaussian noise.
 
 Implementations, each timed in its own subprocess (so peak memory is its own):
-- ``minivae``      : the engine, as a user writes the model (nn.Linear, Normal, losses)
+- ``minivae-custom``    : the engine, as a user writes the model (nn.Linear with a fused
+                          ReLU, Normal, losses), with the CPU provider (``set_kernels("custom")``,
+                          which is what ``"auto"`` picks on the CPU)
+- ``minivae-reference`` : the same model on the plain reference code (``set_kernels("reference")``)
 - ``numpy-floor``  : a hand-written NumPy forward/backward of the same step, the floor
                      for any NumPy-based engine
 - ``torch``        : PyTorch eager on the CPU (when importable)
@@ -14,7 +17,20 @@ Implementations, each timed in its own subprocess (so peak memory is its own):
 
 All use the same thread count (``--threads``, default: all cores) for BLAS and
 PyTorch. Data are uniform [0, 1] pixels (no download needed); the time of a step
-does not depend on the values. Run:  python benchmarks/cpu_step.py [--json out.json]
+does not depend on the values.
+
+Memory, per implementation: ``train_peak_mb`` is the peak resident memory during the
+timed steps above the resident memory before the model was built (the kernel's peak
+counter is reset there through /proc/self/clear_refs), so library import footprints
+(PyTorch's is ~300 MB) do not count; ``tracemalloc_peak_mb`` (NumPy-based paths only) is
+the peak of live NumPy buffers over one extra step, measured after timing.
+
+Run:  python benchmarks/cpu_step.py [--json out.json] [--repeats 3]
+With ``--repeats`` the implementations are run round-robin that many times and the
+median of the medians is reported (the machine may be shared: /proc/loadavg is
+recorded before and after). Compare runs only with the same environment: NumPy's
+OpenBLAS kernel (recorded via threadpoolctl) depends on OPENBLAS_CORETYPE, and glibc's
+malloc settings (MALLOC_*_ variables, recorded too) change how much time page faults take.
 """
 
 from __future__ import annotations
@@ -29,13 +45,13 @@ import sys
 import time
 
 D_IN, D_HID, D_Z = 784, 400, 20
-IMPLEMENTATIONS = ("minivae", "numpy-floor", "torch", "autograd")
+IMPLEMENTATIONS = ("minivae-custom", "minivae-reference", "numpy-floor", "torch", "autograd")
 
 
 # ----------------------------------------------------------------------------
 # the step, four ways; each builder returns a zero-argument step function
 # ----------------------------------------------------------------------------
-def build_minivae(batch: int, seed: int):
+def build_minivae(batch: int, seed: int, return_model: bool = False):
     import numpy as np
 
     import minivae as mv
@@ -46,16 +62,16 @@ def build_minivae(batch: int, seed: int):
     class VAE(nn.Module):
         def __init__(self):
             super().__init__()
-            self.enc_hidden = nn.Linear(D_IN, D_HID, rng=rng)
+            self.enc_hidden = nn.Linear(D_IN, D_HID, rng=rng, activation="relu")
             self.enc_out = nn.Linear(D_HID, 2 * D_Z, rng=rng, init="xavier")
-            self.dec_hidden = nn.Linear(D_Z, D_HID, rng=rng)
+            self.dec_hidden = nn.Linear(D_Z, D_HID, rng=rng, activation="relu")
             self.dec_out = nn.Linear(D_HID, D_IN, rng=rng, init="xavier")
 
         def loss(self, x):
-            h = self.enc_out(mv.relu(self.enc_hidden(x)))
+            h = self.enc_out(self.enc_hidden(x))
             q = mv.Normal(h[:, :D_Z], h[:, D_Z:])
             z = q.rsample(rng=rng)
-            logits = self.dec_out(mv.relu(self.dec_hidden(z)))
+            logits = self.dec_out(self.dec_hidden(z))
             nll = mv.losses.bce_with_logits(logits, x, reduction="sum")
             return (nll + q.kl_standard().sum()) / x.shape[0]
 
@@ -70,7 +86,7 @@ def build_minivae(batch: int, seed: int):
         opt.step()
         return loss.item()
 
-    return step
+    return (step, model) if return_model else step
 
 
 def build_numpy_floor(batch: int, seed: int):
@@ -194,27 +210,52 @@ def build_autograd(batch: int, seed: int):
     return step
 
 
-BUILDERS = {"minivae": build_minivae, "numpy-floor": build_numpy_floor, "torch": build_torch, "autograd": build_autograd}
+BUILDERS = {"minivae-custom": build_minivae, "minivae-reference": build_minivae, "numpy-floor": build_numpy_floor, "torch": build_torch, "autograd": build_autograd}
 
 
 # ----------------------------------------------------------------------------
 # measuring
 # ----------------------------------------------------------------------------
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    return float("nan")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) to the current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def measure_one(name: str, batch: int, steps: int, warmup: int, threads: int, seed: int) -> dict:
     """Run inside a fresh process: build, warm up, time ``steps`` steps."""
+    import gc
+    import tracemalloc
+
     if name == "torch":
         import torch
 
         torch.set_num_threads(threads)
-    from threadpoolctl import threadpool_limits
+    if name.startswith("minivae"):
+        from minivae import backend
+
+        backend.set_kernels(name.split("-", 1)[1])
+        if name == "minivae-custom":  # load numba (its import is ~100 MB) before the baseline, like torch's
+            import minivae.accel_cpu  # noqa: F401
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     with threadpool_limits(limits=threads):
+        gc.collect()
+        base = _status_mb("VmRSS")
+        reset = _reset_peak_rss()
         step = BUILDERS[name](batch, seed)
-        base = peak_rss_mb()
         for _ in range(warmup):
             step()
         times = []
@@ -222,14 +263,26 @@ def measure_one(name: str, batch: int, steps: int, warmup: int, threads: int, se
             start = time.perf_counter()
             step()
             times.append(time.perf_counter() - start)
+        peak = _status_mb("VmHWM")
+        traced = None
+        if name != "torch":  # NumPy reports its buffers to tracemalloc; PyTorch does not
+            tracemalloc.start()
+            step()
+            traced = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+        blas = [{k: i.get(k) for k in ("internal_api", "architecture", "num_threads", "version")}
+                for i in threadpool_info() if i.get("user_api") == "blas"]
     times.sort()
     return {
         "impl": name,
         "batch": batch,
         "ms_per_step_median": 1e3 * times[len(times) // 2],
         "ms_per_step_mean": 1e3 * sum(times) / len(times),
-        "peak_rss_mb": peak_rss_mb(),
-        "peak_rss_growth_mb": peak_rss_mb() - base,
+        "ms_per_step_min": 1e3 * times[0],
+        "train_peak_mb": (peak - base) if reset else None,
+        "tracemalloc_peak_mb": traced,
+        "peak_rss_mb": _status_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "blas": blas,
         "steps": steps,
     }
 
@@ -263,7 +316,16 @@ def machine() -> dict:
             cpu = names[0] if names else cpu
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()}
+    env = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "MALLOC_", "OMP_", "MKL_", "NUMBA_"))}
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "environment": env}
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
 
 
 def main(argv=None) -> int:
@@ -275,6 +337,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--repeats", type=int, default=1, help="round-robin rounds; the median of the medians is reported")
     parser.add_argument("--child", nargs=2, metavar=("IMPL", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -283,23 +346,38 @@ def main(argv=None) -> int:
         print(json.dumps(result))
         return 0
 
-    results = []
-    for batch in args.batches:
-        for name in args.impls:
-            if not available(name):
-                print(f"  {name}: not importable, skipped", file=sys.stderr)
-                continue
-            cmd = [sys.executable, __file__, "--child", name, str(batch), "--steps", str(args.steps),
-                   "--warmup", str(args.warmup), "--threads", str(args.threads), "--seed", str(args.seed)]
-            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if done.returncode != 0:
-                print(f"  {name} at batch {batch} failed:\n{done.stderr}", file=sys.stderr)
-                continue
-            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    load_before = loadavg()
+    runs: dict[tuple[int, str], list[dict]] = {}
+    for _ in range(args.repeats):
+        for batch in args.batches:
+            for name in args.impls:
+                if not available(name):
+                    print(f"  {name}: not importable, skipped", file=sys.stderr)
+                    continue
+                cmd = [sys.executable, __file__, "--child", name, str(batch), "--steps", str(args.steps),
+                       "--warmup", str(args.warmup), "--threads", str(args.threads), "--seed", str(args.seed)]
+                env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+                done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if done.returncode != 0:
+                    print(f"  {name} at batch {batch} failed:\n{done.stderr}", file=sys.stderr)
+                    continue
+                runs.setdefault((batch, name), []).append(json.loads(done.stdout.strip().splitlines()[-1]))
+    load_after = loadavg()
 
-    print(f"VAE 784-400-20 training step, float32, {args.threads} threads, median of {args.steps} steps")
-    print(f"{'batch':>6}  {'implementation':<14} {'ms/step':>9} {'vs floor':>9} {'vs torch':>9} {'peak RSS MB':>12}")
+    results = []
+    for (batch, name), rs in runs.items():
+        medians = sorted(r["ms_per_step_median"] for r in rs)
+        row = dict(rs[0])
+        row["ms_per_step_median"] = medians[len(medians) // 2]
+        row["ms_per_step_medians"] = medians
+        row["train_peak_mb"] = max((r["train_peak_mb"] for r in rs if r["train_peak_mb"] is not None), default=None)
+        results.append(row)
+
+    blas = next((r["blas"] for r in results if r["impl"] == "numpy-floor"), None)
+    print(f"VAE 784-400-20 training step, float32, {args.threads} threads, median of {args.steps} steps"
+          f" x {args.repeats} round(s); NumPy BLAS: {blas}; load {load_before} -> {load_after}")
+    print(f"{'batch':>6}  {'implementation':<18} {'ms/step':>9} {'vs floor':>9} {'vs torch':>9} "
+          f"{'train peak MB':>14} {'numpy peak MB':>14}")
     for batch in args.batches:
         rows = {r["impl"]: r for r in results if r["batch"] == batch}
         floor = rows.get("numpy-floor", {}).get("ms_per_step_median")
@@ -307,12 +385,16 @@ def main(argv=None) -> int:
         for name in args.impls:
             if name not in rows:
                 continue
-            ms = rows[name]["ms_per_step_median"]
+            r = rows[name]
+            ms = r["ms_per_step_median"]
             vs_floor = f"{ms / floor:.2f}x" if floor else "-"
             vs_torch = f"{ms / torch_ms:.2f}x" if torch_ms else "-"
-            print(f"{batch:>6}  {name:<14} {ms:>9.2f} {vs_floor:>9} {vs_torch:>9} {rows[name]['peak_rss_mb']:>12.0f}")
+            train = f"{r['train_peak_mb']:.0f}" if r["train_peak_mb"] is not None else "-"
+            traced = f"{r['tracemalloc_peak_mb']:.0f}" if r["tracemalloc_peak_mb"] is not None else "-"
+            print(f"{batch:>6}  {name:<18} {ms:>9.2f} {vs_floor:>9} {vs_torch:>9} {train:>14} {traced:>14}")
     if args.json:
         payload = {"benchmark": "cpu_step", "date": time.strftime("%Y-%m-%d"), "threads": args.threads,
+                   "repeats": args.repeats, "loadavg_before": load_before, "loadavg_after": load_after,
                    "machine": machine(), "versions": versions(), "results": results}
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:

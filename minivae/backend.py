@@ -31,7 +31,9 @@ _cupy: ModuleType | None = None
 # Which code runs the hot paths (matmul, activations, sampling node, KL, BCE, Adam):
 #   "reference": the plain array code in ops.py (NumPy/OpenBLAS, or CuPy/cuBLAS = "vendor")
 #   "custom":    our own Numba kernels (kernels.cpu on the CPU, kernels.cuda on the GPU)
-#   "auto":      custom on the GPU, reference on the CPU
+#   "auto":      custom on both. On the CPU the custom set is NumPy ufuncs with owned
+#                buffers plus a few serial Numba loops (minivae.accel_cpu); measured in
+#                benchmarks/cpu_step.py it is faster than the reference at every batch size.
 KERNEL_SETS = ("auto", "reference", "custom")
 _kernels: str = os.environ.get("MINIVAE_KERNELS", "auto").strip().lower() or "auto"
 
@@ -157,15 +159,24 @@ def fast_path(a: Any) -> Any:
     gpu = is_gpu_array(a)
     if not gpu and _host_override is not None:  # tests only: NumPy arrays stand in for CuPy ones
         return _host_override
-    if choice == "auto" and not gpu:
-        return None
     if gpu:
         from . import accel_cuda
 
         return accel_cuda.PROVIDER
-    from . import accel_cpu
+    return _cpu_provider()
 
-    return accel_cpu.PROVIDER
+
+def _cpu_provider() -> Any:
+    """accel_cpu.PROVIDER, imported once (numba loads on first use, not at import)."""
+    global _CPU_PROVIDER
+    if _CPU_PROVIDER is None:
+        from . import accel_cpu
+
+        _CPU_PROVIDER = accel_cpu.PROVIDER
+    return _CPU_PROVIDER
+
+
+_CPU_PROVIDER: Any = None
 
 
 def xp() -> ModuleType:
@@ -175,11 +186,16 @@ def xp() -> ModuleType:
 
 def is_gpu_array(a: Any) -> bool:
     """True for a CuPy array, checked without importing CuPy."""
-    return type(a).__module__.split(".")[0] == "cupy"
+    kind = type(a)
+    if kind is numpy.ndarray:  # the common case, answered without string work
+        return False
+    return kind.__module__.split(".")[0] == "cupy"
 
 
 def array_module(a: Any) -> ModuleType:
     """The module that owns array ``a``: ``cupy`` for GPU arrays, else ``numpy``."""
+    if type(a) is numpy.ndarray:
+        return numpy
     return _load_cupy() if is_gpu_array(a) else numpy
 
 

@@ -52,7 +52,8 @@ def reparameterize(mu: Tensor, logvar: Tensor, eps: Any) -> Tensor:
             return g, None
         if fast and g.flags.c_contiguous:
             return g, fast.reparam_grad_logvar(g, logvar.data, eps)
-        return g, g * (0.5 * std * eps)
+        sigma = xp.exp(0.5 * logvar.data) if fast else std  # the fast forward kept no std
+        return g, g * (0.5 * sigma * eps)
 
     out = Tensor.from_op(z, (mu, logvar), backward, "rsample", stochastic=True)
     out.eps = eps  # kept so a reader (or a gradient check) can replay this exact sample

@@ -174,12 +174,18 @@ def matmul(a: Any, b: Any) -> Tensor:
     return Tensor.from_op(a.data @ b.data, (a, b), backward, "matmul")
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """y = x @ W + b in one node (a dense layer).
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: str | None = None,
+           slope: float = 0.01) -> Tensor:
+    """y = x @ W + b in one node (a dense layer); with ``activation``, y = f(x @ W + b).
 
-    x̄ = g @ Wᵀ,   W̄ = xᵀ @ g,   b̄ = Σ_rows g.
+    Without an activation:   x̄ = g @ Wᵀ,   W̄ = xᵀ @ g,   b̄ = Σ_rows g.
+    With one (a name from ``ACTIVATIONS``; ``slope`` for leaky_relu), the layer's own
+    pre-activation gradient comes first, from the output as in ``_activation``:
+        u = x @ W + b,   y = f(u),   ū = g · f'(u) (written with y),
+    and then x̄ = ū @ Wᵀ,   W̄ = xᵀ @ ū,   b̄ = Σ_rows ū: the same numbers as
+    ``relu(linear(x, W, b))``, in one node, with f applied in place on the product.
     ``x`` may have leading batch axes (..., in); they are folded into the rows.
-    One node instead of matmul + add saves a temporary and a graph step.
+    One node instead of matmul + add (+ activation) saves temporaries and graph steps.
     """
     x, weight = _pair("linear", x, weight)
     if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[0]:
@@ -191,30 +197,49 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         _, bias = _pair("linear", weight, bias)
         if bias.shape != (weight.shape[1],):
             raise ValueError(f"linear: bias has shape {bias.shape}, expected ({weight.shape[1]},)")
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(f"linear: unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
     rows = x.data.reshape(-1, x.shape[-1])
     fast = _fast(rows, weight.data)
     if fast:
         out = fast.matmul(rows, weight.data, bias=None if bias is None else bias.data)
+        if activation is not None:  # the product is ours: apply f in place where the provider can
+            inplace = getattr(fast, "activation_inplace", None)
+            out = inplace(activation, out, slope) if inplace else fast.activation(activation, out, slope)
     else:
         out = rows @ weight.data
         if bias is not None:
             out += bias.data  # in place: out is a fresh matmul result
+        if activation is not None:
+            out = ACTIVATIONS[activation][0](_xp(x), out, slope)
+    y2 = out  # (rows, out): the activation's output, kept for its derivative
     out = out.reshape(x.shape[:-1] + (weight.shape[1],))
 
     def backward(g):
         g2 = g.reshape(-1, weight.shape[1])
+        want_bias = bias is not None and _need(bias)
         if fast and g2.flags.c_contiguous:  # the transposes are read in place by the kernel
+            gb = None
+            if activation is not None:
+                fused = getattr(fast, "activation_grad_bias", None)
+                if fused and want_bias:  # ū and b̄ in one pass
+                    g2, gb = fused(activation, g2, y2, slope)
+                else:
+                    g2 = fast.activation_grad(activation, g2, y2, slope)
             gx = fast.matmul(g2, weight.data, trans_b=True).reshape(x.shape) if _need(x) else None
             gw = fast.matmul(rows, g2, trans_a=True) if _need(weight) else None
-            gb = fast.column_sum(g2) if bias is not None and _need(bias) else None
+            if want_bias and gb is None:
+                gb = fast.column_sum(g2)
             return gx, gw, gb
+        if activation is not None:
+            g2 = g2 * ACTIVATIONS[activation][1](_xp(x), y2, slope)
         gx = (g2 @ weight.data.T).reshape(x.shape) if _need(x) else None
         gw = rows.T @ g2 if _need(weight) else None
-        gb = g2.sum(axis=0) if bias is not None and _need(bias) else None
+        gb = g2.sum(axis=0) if want_bias else None
         return gx, gw, gb
 
     parents = (x, weight) if bias is None else (x, weight, bias)
-    return Tensor.from_op(out, parents, backward, "linear")
+    return Tensor.from_op(out, parents, backward, "linear" if activation is None else f"linear+{activation}")
 
 
 # ----------------------------------------------------------------------------
@@ -510,17 +535,26 @@ def bce_with_logits(logits: Tensor, target: Any) -> Tensor:
     xp = _xp(logits)
     l, t = logits.data, target.data
     fast = _fast(l, t) if l.shape == t.shape else None
+    # A provider may save e^-|l| in the forward pass, so the backward needs no exp.
+    saving = getattr(fast, "bce_logits_saving", None) if fast else None
+    saved = None
     try:
-        value = fast.bce_logits(l, t) if fast else xp.maximum(l, 0) - l * t + xp.log1p(xp.exp(-xp.abs(l)))
+        if saving:
+            value, saved = saving(l, t)
+        else:
+            value = fast.bce_logits(l, t) if fast else xp.maximum(l, 0) - l * t + xp.log1p(xp.exp(-xp.abs(l)))
     except ValueError:
         raise ValueError(f"bce_with_logits: logits {logits.shape} and target {target.shape} do not broadcast") from None
 
     def backward(g):
         if fast and _need(logits):
+            gt = -g * l if _need(target) else None
+            if saved is not None:  # reads a broadcast g in place
+                return fast.bce_logits_grad_saved(l, t, saved, g), gt
             # In a model g is usually the broadcast (stride-0) gradient of a `.sum(axis=-1)`:
             # one contiguous copy plus one fused pass, instead of the reference's chain of ops.
             g = g if g.flags.c_contiguous else xp.ascontiguousarray(g)
-            return fast.bce_logits_grad(l, t, g), (-g * l if _need(target) else None)
+            return fast.bce_logits_grad(l, t, g), gt
         gl = g * (_stable_sigmoid(xp, l) - t) if _need(logits) else None
         gt = -g * l if _need(target) else None
         return gl, gt

@@ -64,6 +64,10 @@ def detect_anomaly() -> Iterator[None]:
         _anomaly_mode.reset(token)
 
 
+#: the names of the float dtypes, looked up instead of computed (dtype.name costs microseconds)
+_DTYPE_NAMES: dict[Any, str] = {backend.numpy.dtype(name): name for name in FLOAT_DTYPES}
+
+
 def canonical_dtype(dtype: Any, where: str = "tensor") -> str:
     """'float32' or 'float64' from any spelling (None means float32); anything else is an error."""
     if dtype is None:
@@ -111,7 +115,7 @@ class Tensor:
         parent's dtype and of the output's broadcast shape or the parent's shape.
         """
         out = cls.__new__(cls)
-        out.data = backend.array_module(data).asarray(data)
+        out.data = data if type(data) is backend.numpy.ndarray else backend.array_module(data).asarray(data)
         out.grad = None
         out.name = None
         out.op = op
@@ -137,7 +141,8 @@ class Tensor:
 
     @property
     def dtype(self) -> str:
-        return self.data.dtype.name
+        dtype = self.data.dtype
+        return _DTYPE_NAMES.get(dtype) or dtype.name  # numpy's dtype.name is slow Python code
 
     @property
     def ndim(self) -> int:
@@ -302,8 +307,8 @@ def _topological_order(root: Tensor) -> list[Tensor]:
 
 def _fit_to(pg: Any, parent: Tensor, node: Tensor, index: int, upstream: Any) -> tuple[Any, bool]:
     """Sum a gradient over broadcast axes to the parent's shape; report if it is a fresh array."""
-    xp = backend.array_module(pg)
-    pg = xp.asarray(pg)
+    if type(pg) is not backend.numpy.ndarray:
+        pg = backend.array_module(pg).asarray(pg)
     fresh = pg is not upstream and pg.base is None
     if pg.shape != parent.data.shape:
         pg = unbroadcast(pg, parent.data.shape)

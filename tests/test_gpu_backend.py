@@ -167,7 +167,8 @@ def test_provider_sampling_kl_bce_and_adam_match_the_cpu_provider(gpu):
 
 def test_simulate_on_host_is_scoped_and_respects_the_reference_choice():
     x = np.zeros((2, 2))
-    assert backend.fast_path(x) is None  # auto on the CPU: reference code
+    with backend.use_kernels("reference"):
+        assert backend.fast_path(x) is None  # the reference choice on the CPU: reference code
     with accel_cuda.simulate_on_host() as provider:
         assert backend.fast_path(x) is provider
         with backend.use_kernels("reference"):
@@ -175,7 +176,7 @@ def test_simulate_on_host_is_scoped_and_respects_the_reference_choice():
         with pytest.raises(RuntimeError, match="already active"):
             with accel_cuda.simulate_on_host():
                 pass
-    assert backend.fast_path(x) is None
+    assert backend.fast_path(x) is accel_cpu.PROVIDER  # auto on the CPU: the CPU provider
     with backend.use_kernels("custom"):
         assert backend.fast_path(x) is accel_cpu.PROVIDER
 

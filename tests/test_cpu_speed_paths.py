@@ -1,0 +1,106 @@
+"""The CPU fast paths (issue 7) give the reference path's losses and gradients.
+
+Covers what the CPU provider does differently from the reference code: the fused
+linear + activation node (and Sequential's fusion into it), in-place activations,
+the BCE that saves e^-|l| and reads a broadcast upstream gradient in place, the
+serial Adam loop, and a whole VAE training step from the benchmark. No timing here:
+speed is shown by benchmarks/cpu_step.py.
+"""
+
+import numpy as np
+import pytest
+
+import minivae as mv
+from minivae import backend, nn, ops
+
+RNG = np.random.default_rng(7)
+ACTS = ["relu", "leaky_relu", "sigmoid", "tanh", "softplus"]
+
+
+def _grads(fn, arrays, kernels, dtype):
+    with backend.use_kernels(kernels):
+        ts = [mv.tensor(a, requires_grad=True, dtype=dtype) for a in arrays]
+        out = fn(*ts)
+        seed = np.linspace(0.5, 1.5, out.size).reshape(out.shape)
+        out.backward(seed)
+        return out.numpy(), [t.grad.copy() for t in ts]
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 3e-5)])
+@pytest.mark.parametrize("act", ACTS)
+def test_fused_linear_activation_matches_two_nodes(act, dtype, tol):
+    x, w, b = RNG.normal(size=(11, 6)), RNG.normal(size=(6, 9)), RNG.normal(size=9)
+    slope = 0.2 if act == "leaky_relu" else 0.01
+
+    def fused(x, w, b):
+        return ops.linear(x, w, b, activation=act, slope=slope)
+
+    def separate(x, w, b):
+        h = ops.linear(x, w, b)
+        return ops.leaky_relu(h, slope) if act == "leaky_relu" else getattr(ops, act)(h)
+
+    want, want_g = _grads(separate, (x, w, b), "reference", dtype)
+    for kernels in ("reference", "custom"):
+        got, got_g = _grads(fused, (x, w, b), kernels, dtype)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        for g, r in zip(got_g, want_g):
+            np.testing.assert_allclose(g, r, rtol=tol, atol=tol)
+
+
+def test_sequential_fuses_linear_and_activation_modules():
+    rng = mv.random.Generator(0)
+    seq = nn.Sequential(nn.Linear(5, 4, rng=rng), nn.Tanh(), nn.Linear(4, 3, rng=rng), nn.LeakyReLU(0.3),
+                        nn.Linear(3, 2, rng=rng))
+    x = mv.tensor(RNG.normal(size=(6, 5)))
+    out = seq(x)
+    assert out.op == "linear" and out._parents[0].op == "linear+leaky_relu"
+    w = [p.data for p in seq.parameters()]
+    h = np.tanh(x.numpy() @ w[0] + w[1]) @ w[2] + w[3]
+    np.testing.assert_allclose(out.numpy(), np.where(h > 0, h, 0.3 * h) @ w[4] + w[5], rtol=1e-5, atol=1e-6)
+    assert "activation='relu'" in repr(nn.Linear(2, 2, rng=rng, activation="relu"))
+    with pytest.raises(ValueError, match="unknown activation"):
+        nn.Linear(2, 2, rng=rng, activation="gelu")
+
+
+@pytest.mark.parametrize("reduce", ["sum", "rows", "none"])
+def test_bce_saved_exp_and_broadcast_gradient(reduce):
+    logits = RNG.uniform(-40, 40, (8, 13))
+    target = RNG.uniform(0, 1, (8, 13))
+
+    def loss(l):
+        values = ops.bce_with_logits(l, target)
+        return values.sum() if reduce == "sum" else values.sum(axis=-1) if reduce == "rows" else values
+
+    for dtype, tol in (("float64", 1e-12), ("float32", 2e-5)):
+        ref, (ref_g,) = _grads(loss, (logits,), "reference", dtype)
+        got, (got_g,) = _grads(loss, (logits,), "custom", dtype)
+        np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
+        np.testing.assert_allclose(got_g, ref_g, rtol=tol, atol=tol)
+
+
+def test_auto_uses_the_cpu_provider():
+    from minivae import accel_cpu
+
+    with backend.use_kernels("auto"):
+        assert backend.fast_path(np.zeros(3)) is accel_cpu.PROVIDER
+
+
+def test_benchmark_vae_step_same_losses_and_parameters_on_both_paths():
+    """Five Adam steps of the benchmark's VAE (fused layers, sliced heads): same losses,
+    same parameters, reference vs custom."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_step.py"
+    spec = importlib.util.spec_from_file_location("cpu_step", path)
+    cpu_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cpu_step)
+    results = {}
+    for kernels in ("reference", "custom"):
+        with backend.use_kernels(kernels):
+            step, model = cpu_step.build_minivae(16, seed=3, return_model=True)
+            losses = [step() for _ in range(5)]
+            results[kernels] = losses, [p.numpy().copy() for p in model.parameters()]
+    np.testing.assert_allclose(results["custom"][0], results["reference"][0], rtol=1e-5)
+    for got, want in zip(results["custom"][1], results["reference"][1]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
