@@ -72,6 +72,13 @@ class Module:
         for name, m in self._modules.items():
             yield from m.named_parameters(prefix + name + ".")
 
+    @property
+    def dtype(self) -> str:
+        """The dtype of the first parameter (models keep all parameters in one dtype)."""
+        for _, p in self.named_parameters():
+            return p.dtype
+        raise ValueError(f"{type(self).__name__} has no parameters, so no dtype")
+
     def parameters(self) -> list[Parameter]:
         """Every parameter, in the order of ``named_parameters`` (walked without generators:
         models call this on every batch)."""

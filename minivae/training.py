@@ -337,6 +337,11 @@ class Trainer:
     without it, an existing checkpoint is an error unless ``overwrite=True`` (so
     a finished run is never replaced by accident). ``threads`` caps BLAS threads
     while fitting (see :func:`blas_threads`).
+
+    The checkpoint and metrics files are rewritten every ``save_every`` epochs and
+    after the last one. By default that is every epoch for runs of up to 50 epochs
+    and about 50 times in longer ones: each save rewrites the whole history, so
+    saving after every one of hundreds of short epochs would cost more than training.
     """
 
     def __init__(
@@ -349,9 +354,13 @@ class Trainer:
         progress: bool = True,
         log: Callable[[str], None] = print,
         threads: int | None = 1,
+        save_every: int | None = None,
     ) -> None:
         self.config, self.out_dir = config, Path(out_dir)
         self.progress, self.log, self.threads = progress, log, threads
+        if save_every is not None and save_every < 1:
+            raise ValueError(f"save_every must be a positive number of epochs, got {save_every}")
+        self.save_every = save_every or max(1, config.epochs // 50)
         backend.set_backend(config.backend)
         self.train_set, self.test_set = load_data(config)
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
@@ -363,7 +372,7 @@ class Trainer:
             num_classes=self.train_set.num_classes, **config.model_kwargs(self.steps_per_epoch),
         )
         self.optimizer = Adam(self.model.parameters(), lr=config.lr)
-        self.epoch = 0
+        self.epoch = self.saved_epoch = 0
         self.history: list[dict[str, Any]] = []
 
         path = self.checkpoint_path
@@ -376,6 +385,7 @@ class Trainer:
                     + "\n  ".join(diff)
                 )
             self.epoch, self.history = ckpt.epoch, ckpt.history
+            self.saved_epoch = ckpt.epoch
             self.log(f"resuming {path} after epoch {self.epoch}")
         elif path.exists() and not overwrite:
             raise CheckpointError(
@@ -417,10 +427,12 @@ class Trainer:
             }
             self.history.append(row)
             self.epoch = epoch
-            self.write_metrics()
-            save_checkpoint(
-                self.checkpoint_path, self.model, self.optimizer, self.rng, epoch, self.config.to_dict(), self.history
-            )
+            if epoch % self.save_every == 0 or epoch == self.config.epochs:
+                self.write_metrics()
+                save_checkpoint(
+                    self.checkpoint_path, self.model, self.optimizer, self.rng, epoch, self.config.to_dict(), self.history
+                )
+                self.saved_epoch = epoch
             if on_epoch_end is not None:
                 on_epoch_end(row)
         return self.history
@@ -437,7 +449,7 @@ class Trainer:
             value = out["loss"].item()
             if not math.isfinite(value):
                 kept = (
-                    f"the last good checkpoint {self.checkpoint_path} (after epoch {self.epoch}) was kept"
+                    f"the last good checkpoint {self.checkpoint_path} (after epoch {self.saved_epoch}) was kept"
                     if self.checkpoint_path.exists() else "no checkpoint had been written yet"
                 )
                 raise TrainingDiverged(

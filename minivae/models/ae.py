@@ -63,7 +63,7 @@ def mlp(in_dim: int, hidden: int | Sequence[int], out_dim: int, rng: Generator) 
 
 def as_input(x: Any, like: Module) -> Tensor:
     """Wrap a NumPy/CuPy batch as a constant tensor of the module's dtype (float32 or float64)."""
-    dtype = like.parameters()[0].dtype
+    dtype = like.dtype
     if isinstance(x, Tensor):
         return x if x.dtype == dtype else x.astype(dtype)
     return Tensor(x, dtype=dtype)
@@ -179,5 +179,5 @@ class Autoencoder(Module):
         these fall in regions the decoder never saw: expect poor images. That is
         the lesson the VAE answers.
         """
-        z = rng.normal((int(n), self.latent), dtype=self.parameters()[0].dtype)
+        z = rng.normal((int(n), self.latent), dtype=self.dtype)
         return self.decode(z)

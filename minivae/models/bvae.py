@@ -118,7 +118,7 @@ class BernoulliVAE(Module):
 
     # -- the model ---------------------------------------------------------------------
     def _as_input(self, x: Any) -> Tensor:
-        dtype = self.encoder.parameters()[0].dtype
+        dtype = self.encoder.dtype
         if isinstance(x, Tensor):
             return x if x.dtype == dtype else x.astype(dtype)
         return Tensor(np.asarray(x), dtype=dtype)
@@ -197,7 +197,7 @@ class BernoulliVAE(Module):
 
     def sample(self, n: int, rng: Generator, y: Any = None) -> Tensor:
         """z ~ Bernoulli(½)^K, then the mean image E[x | z]."""
-        z = rng.bernoulli(np.full((int(n), self.latent), 0.5), dtype=self.encoder.parameters()[0].dtype)
+        z = rng.bernoulli(np.full((int(n), self.latent), 0.5), dtype=self.encoder.dtype)
         return self.decode(z)
 
 

@@ -151,5 +151,5 @@ class VAE(Module):
 
     def sample(self, n: int, rng: Generator, y: np.ndarray | None = None) -> Tensor:
         """Generate: z ~ N(0, I), then E[x | z] (the mean image, not a noisy pixel draw)."""
-        z = rng.normal((int(n), self.latent), dtype=self.parameters()[0].dtype)
+        z = rng.normal((int(n), self.latent), dtype=self.dtype)
         return self.decode(z, y)
