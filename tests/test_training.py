@@ -184,3 +184,17 @@ def test_iwae_trained_model_has_a_likelihood_at_least_as_good_as_the_vae(tmp_pat
         assert ll["iwae"] >= ll["vae"] - 0.05, (seed, ll)
         gaps.append(ll["iwae"] - ll["vae"])
     assert np.mean(gaps) > 0.1
+
+
+def test_checkpoints_every_save_every_epochs_and_after_the_last(tmp_path):
+    from minivae.training import read_checkpoint
+
+    trainer = Trainer(small(epochs=5), tmp_path, progress=False, save_every=2)
+    saved = []
+    trainer.fit(on_epoch_end=lambda row: saved.append(
+        read_checkpoint(trainer.checkpoint_path).epoch if trainer.checkpoint_path.exists() else None))
+    assert saved == [None, 2, 2, 4, 5]
+    assert json.loads((tmp_path / "metrics.json").read_text())["final"]["epoch"] == 5
+    with pytest.raises(ValueError, match="save_every must be a positive"):
+        Trainer(small(epochs=1), tmp_path / "x", progress=False, save_every=0)
+    assert Trainer(small(epochs=300), tmp_path / "long", progress=False).save_every == 6
