@@ -60,7 +60,7 @@ def _pair(rng, shape, scale=1.0):
     return host, cp.asarray(host)
 
 
-def _close(got, want, tol, what):
+def _assert_close(got, want, tol, what):
     """Agreement relative to the largest entry of the reference (so near-zero entries don't dominate)."""
     assert backend.is_gpu_array(got), f"{what}: result left the GPU"
     got = cp.asnumpy(got)
@@ -77,10 +77,10 @@ def test_provider_matmul_layouts_at_layer_sizes():
     (x_h, x), (w_h, w), (b_h, b), (g_h, g) = (_pair(rng, s) for s in ((BATCH, IN), (IN, HID), (HID,), (BATCH, HID)))
     out = gpu.matmul(x, w, bias=b)
     assert out.dtype == cp.float32 and out.flags.c_contiguous and out.shape == (BATCH, HID)
-    _close(out, cpu.matmul(x_h.astype(np.float64), w_h.astype(np.float64), bias=b_h.astype(np.float64)), 1e-5, "x @ W + b")
-    _close(gpu.matmul(x, g, trans_a=True), x_h.T.astype(np.float64) @ g_h, 1e-5, "x.T @ g")
-    _close(gpu.matmul(g, w, trans_b=True), g_h.astype(np.float64) @ w_h.T, 1e-5, "g @ W.T")
-    _close(gpu.column_sum(g), g_h.astype(np.float64).sum(axis=0), 1e-5, "column sums")
+    _assert_close(out, cpu.matmul(x_h.astype(np.float64), w_h.astype(np.float64), bias=b_h.astype(np.float64)), 1e-5, "x @ W + b")
+    _assert_close(gpu.matmul(x, g, trans_a=True), x_h.T.astype(np.float64) @ g_h, 1e-5, "x.T @ g")
+    _assert_close(gpu.matmul(g, w, trans_b=True), g_h.astype(np.float64) @ w_h.T, 1e-5, "g @ W.T")
+    _assert_close(gpu.column_sum(g), g_h.astype(np.float64).sum(axis=0), 1e-5, "column sums")
 
 
 @pytest.mark.parametrize("name,slope", [("relu", 0.0), ("leaky_relu", 0.2), ("sigmoid", 0.0), ("tanh", 0.0),
@@ -90,9 +90,9 @@ def test_provider_activations_at_layer_sizes(name, slope):
     (x_h, x), (g_h, g) = _pair(rng, (BATCH, HID), 4.0), _pair(rng, (BATCH, HID))
     y = accel_cuda.PROVIDER.activation(name, x, slope)
     y_ref = accel_cpu.PROVIDER.activation(name, x_h.astype(np.float64), slope)
-    _close(y, y_ref, 1e-6, f"{name} forward")
+    _assert_close(y, y_ref, 1e-6, f"{name} forward")
     y_h = cp.asnumpy(y)  # the derivative is read from the output, so both use the GPU's y
-    _close(accel_cuda.PROVIDER.activation_grad(name, g, y, slope),
+    _assert_close(accel_cuda.PROVIDER.activation_grad(name, g, y, slope),
            accel_cpu.PROVIDER.activation_grad(name, g_h.astype(np.float64), y_h.astype(np.float64), slope),
            1e-6, f"{name} backward")
 
@@ -102,19 +102,19 @@ def test_provider_sampling_kl_bce_adam_at_real_sizes():
     rng = np.random.default_rng(2)
     f64 = lambda a: a.astype(np.float64)  # noqa: E731
     (mu_h, mu), (lv_h, lv), (eps_h, eps), (g_h, g) = (_pair(rng, (BATCH, Z)) for _ in range(4))
-    _close(gpu.reparam(mu, lv, eps), cpu.reparam(f64(mu_h), f64(lv_h), f64(eps_h)), 1e-6, "reparam")
-    _close(gpu.reparam_grad_logvar(g, lv, eps), cpu.reparam_grad_logvar(f64(g_h), f64(lv_h), f64(eps_h)), 1e-6,
+    _assert_close(gpu.reparam(mu, lv, eps), cpu.reparam(f64(mu_h), f64(lv_h), f64(eps_h)), 1e-6, "reparam")
+    _assert_close(gpu.reparam_grad_logvar(g, lv, eps), cpu.reparam_grad_logvar(f64(g_h), f64(lv_h), f64(eps_h)), 1e-6,
            "reparam grad")
-    _close(gpu.kl_rows(mu, lv), cpu.kl_rows(f64(mu_h), f64(lv_h)), 1e-6, "KL rows")
+    _assert_close(gpu.kl_rows(mu, lv), cpu.kl_rows(f64(mu_h), f64(lv_h)), 1e-6, "KL rows")
     rows_h, rows = _pair(rng, (BATCH,))
     for got, want, what in zip(gpu.kl_grads(mu, lv, rows), cpu.kl_grads(f64(mu_h), f64(lv_h), f64(rows_h)),
                                ("KL grad mu", "KL grad logvar")):
-        _close(got, want, 1e-6, what)
+        _assert_close(got, want, 1e-6, what)
     (l_h, logits), (u_h, upstream) = _pair(rng, (BATCH, IN), 5.0), _pair(rng, (BATCH, IN))
     t_h = rng.uniform(size=(BATCH, IN)).astype(np.float32)
     target = cp.asarray(t_h)
-    _close(gpu.bce_logits(logits, target), cpu.bce_logits(f64(l_h), f64(t_h)), 1e-6, "BCE")
-    _close(gpu.bce_logits_grad(logits, target, upstream), cpu.bce_logits_grad(f64(l_h), f64(t_h), f64(u_h)), 1e-6,
+    _assert_close(gpu.bce_logits(logits, target), cpu.bce_logits(f64(l_h), f64(t_h)), 1e-6, "BCE")
+    _assert_close(gpu.bce_logits_grad(logits, target, upstream), cpu.bce_logits_grad(f64(l_h), f64(t_h), f64(u_h)), 1e-6,
            "BCE grad")
     (p_h, p), (gr_h, grad) = _pair(rng, (IN, HID)), _pair(rng, (IN, HID))
     m, v = cp.full((IN, HID), 0.01, cp.float32), cp.full((IN, HID), 0.02, cp.float32)
@@ -122,7 +122,7 @@ def test_provider_sampling_kl_bce_adam_at_real_sizes():
     gpu.adam(p, grad, m, v, 1e-3, 0.9, 0.999, 1e-8, 5, 0.01)
     cpu.adam(p64, f64(gr_h), m_h, v_h, 1e-3, 0.9, 0.999, 1e-8, 5, 0.01)
     for got, want, what in ((p, p64, "param"), (m, m_h, "m"), (v, v_h, "v")):
-        _close(got, want, 1e-6, f"Adam {what}")
+        _assert_close(got, want, 1e-6, f"Adam {what}")
 
 
 # --------------------------------------------------------------------------- whole steps
