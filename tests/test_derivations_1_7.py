@@ -13,42 +13,12 @@ import numpy as np
 import pytest
 from scipy import special
 
-TOPICS = [
-    "d01_losses_as_likelihoods",
-    "d02_backprop_dense",
-    "d03_elbo_decomposition",
-    "d04_jensen_elbo",
-    "d05_kl_gaussians",
-    "d06_reparameterization",
-    "d07_score_function",
-]
-
-
 def load(name: str):
     return importlib.import_module(f"derivations.{name}")
 
 
 def failed_rows(table) -> list[str]:
     return [row.equation for row in table.failures()]
-
-
-@pytest.mark.parametrize("name", TOPICS)
-def test_topic_passes(name: str) -> None:
-    module = load(name)
-    table = module.run()
-    assert isinstance(module.TITLE, str) and module.TITLE
-    assert table.ok, "\n" + table.render()
-    # Every row names a numbered equation of this topic.
-    number = name[1:3].lstrip("0")
-    assert all(row.equation.startswith(f"Eq {number}.") for row in table.rows)
-
-
-@pytest.mark.parametrize("name", ["d04_jensen_elbo", "d07_score_function"])
-def test_plot_is_written(name: str, tmp_path) -> None:
-    module = load(name)
-    assert module.run(plot_dir=str(tmp_path)).ok
-    pngs = list(tmp_path.glob("*.png"))
-    assert len(pngs) == 1 and pngs[0].stat().st_size > 10_000
 
 
 # --- (a) topic 5: the KL without its factor 1/2 -------------------------------------

@@ -13,41 +13,12 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-TOPICS = [
-    "d08_iwae_bound",
-    "d09_entropy",
-    "d10_mutual_information",
-    "d11_ring",
-    "d12_linear_ae_pca",
-    "d13_vae_objective",
-]
-
-
 def load(name: str):
     return importlib.import_module(f"derivations.{name}")
 
 
 def failed_rows(table) -> list[str]:
     return [row.equation for row in table.failures()]
-
-
-@pytest.mark.parametrize("name", TOPICS)
-def test_topic_passes(name: str) -> None:
-    module = load(name)
-    table = module.run()
-    assert isinstance(module.TITLE, str) and module.TITLE
-    assert table.ok, "\n" + table.render()
-    # Every row names a numbered equation of this topic.
-    number = name[1:3].lstrip("0")
-    assert all(row.equation.startswith(f"Eq {number}.") for row in table.rows)
-
-
-@pytest.mark.parametrize("name", ["d08_iwae_bound", "d11_ring"])
-def test_plot_is_written(name: str, tmp_path) -> None:
-    module = load(name)
-    assert module.run(plot_dir=str(tmp_path)).ok
-    pngs = list(tmp_path.glob("*.png"))
-    assert len(pngs) == 1 and pngs[0].stat().st_size > 10_000
 
 
 # --- (a) topic 8: wrong IWAE bounds --------------------------------------------------
