@@ -145,7 +145,7 @@ def run(plot_dir: str | None = None) -> Table:
 
     # ... and the engine's own Linear module (x @ weight + bias) gives the same weight gradients.
     layer = mv.nn.Linear(n_in, n_out, rng=mv.random.Generator(SEED), dtype="float64")
-    Wl, bl = layer.weight.numpy().copy(), layer.bias.numpy().copy()
+    Wl = layer.weight.numpy().copy()
     (layer(mv.tensor(X, dtype="float64")) * G).sum().backward()
     _, dW_hand, db_hand = linear_vjp(X, Wl, G)
     t.equal("Eq 2.1 dW by hand vs nn.Linear weight.grad", dW_hand, np.asarray(layer.weight.grad), EXACT_TOL)

@@ -18,7 +18,7 @@ the change in θ.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from . import backend
 from .nn import Module

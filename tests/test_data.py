@@ -6,7 +6,6 @@ point into a temporary folder the test fills with small fake MNIST files.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 from pathlib import Path
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 
 import numpy as np
-import pytest
 from scipy import special
 
 def load(name: str):

@@ -98,6 +98,6 @@ def _builder(name: str) -> Builder:
 
 
 __all__ = [
-    "MODELS", "Autoencoder", "ConditionalVAE", "Decoder", "DenoisingAutoencoder", "Encoder", "GaussianEncoder",
+    "MODELS", "Autoencoder", "BernoulliVAE", "ConditionalVAE", "Decoder", "DenoisingAutoencoder", "Encoder", "GaussianEncoder",
     "IWAE", "VAE", "build_model", "importance_log_likelihood", "iwae_bound", "model_options",
 ]
