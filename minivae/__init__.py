@@ -20,6 +20,7 @@ from .ops import (
     add,
     astype,
     bce_with_logits,
+    bce_with_logits_sum,
     clip,
     concat,
     cos,
@@ -54,7 +55,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnomalyError", "GradcheckError", "GradcheckReport", "GraphFreedError", "Normal", "Tensor",
-    "abs", "add", "astype", "backend", "bce_with_logits", "clip", "concat", "cos", "detect_anomaly", "distributions",
+    "abs", "add", "astype", "backend", "bce_with_logits", "bce_with_logits_sum", "clip", "concat", "cos", "detect_anomaly", "distributions",
     "div", "draw_graph", "exp", "get_backend", "getitem", "gradcheck", "graph_summary", "is_grad_enabled",
     "kl_normal_standard", "leaky_relu", "linear", "log", "log_softmax", "logsumexp", "losses", "matmul",
     "mean", "mul", "neg", "nn", "no_grad", "optim", "power", "random", "relu", "reparameterize", "reshape",

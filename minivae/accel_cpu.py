@@ -184,13 +184,16 @@ class CpuKernels:
         return cls.bce_logits_grad_saved(logits, target, _exp_neg_abs(logits), g)
 
     @staticmethod
-    def bce_logits_grad_saved(logits: np.ndarray, target: np.ndarray, e: np.ndarray, g: np.ndarray) -> np.ndarray:
+    def bce_logits_grad_saved(logits: np.ndarray, target: np.ndarray, e: np.ndarray, g: np.ndarray,
+                              out: np.ndarray | None = None) -> np.ndarray:
         """g · (sigmoid(l) - x), sigmoid from the saved e = e^-|l|.
 
         ``g`` may be a broadcast view (the gradient of a sum): when it is constant
         along the last axis (stride 0) only one value per row is read, without copying.
+        ``out`` may be ``e`` itself (each element of e is read before it is overwritten):
+        the caller then reuses the saved buffer instead of allocating a new one.
         """
-        grad = np.empty_like(logits)
+        grad = np.empty_like(logits) if out is None else out
         l2, t2, e2, out2 = _rows(logits), _rows(target), _rows(e), _rows(grad)
         if g.ndim == logits.ndim and g.ndim >= 1 and g.strides[-1] == 0:
             per_row = np.ascontiguousarray(g[..., 0]).reshape(-1)

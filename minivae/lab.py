@@ -472,7 +472,7 @@ class _Decoder(Module):
         return self.net(z)
 
     def nll(self, logits: Tensor, x: Tensor) -> Tensor:
-        return ops.bce_with_logits(logits, x).sum(axis=-1)
+        return ops.bce_with_logits_sum(logits, x, axis=-1)
 
 
 class _Encoder(Module):

@@ -55,6 +55,8 @@ def bce(prob: Tensor, target: Any, reduction: str = "mean", eps: float = BCE_EPS
 def bce_with_logits(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Bernoulli NLL from logits l: max(l, 0) - l·x + ln(1 + e^-|l|); stable for any l (see ops)."""
     _check_shapes("bce_with_logits", logits, target)
+    if reduction == "sum":  # one node that does not keep the elementwise values (same numbers)
+        return ops.bce_with_logits_sum(logits, target)
     return _reduce(ops.bce_with_logits(logits, target), reduction, "bce_with_logits")
 
 

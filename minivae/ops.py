@@ -524,14 +524,8 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
     return exp(log_softmax(x, axis=axis))
 
 
-def bce_with_logits(logits: Tensor, target: Any) -> Tensor:
-    """Elementwise Bernoulli negative log-likelihood from logits l for targets x ∈ [0, 1]:
-
-        ℓ(l, x) = -[x ln σ(l) + (1 - x) ln(1 - σ(l))] = max(l, 0) - l·x + ln(1 + e^-|l|),
-
-    the right-hand form being finite for every l.   ∂ℓ/∂l = σ(l) - x,   ∂ℓ/∂x = -l.
-    """
-    logits, target = _pair("bce_with_logits", logits, target)
+def _bce_values(logits: Tensor, target: Tensor):
+    """(ℓ elementwise, the provider or None, e^-|l| if the provider saved it): the forward of the two ops below."""
     xp = _xp(logits)
     l, t = logits.data, target.data
     fast = _fast(l, t) if l.shape == t.shape else None
@@ -545,13 +539,26 @@ def bce_with_logits(logits: Tensor, target: Any) -> Tensor:
             value = fast.bce_logits(l, t) if fast else xp.maximum(l, 0) - l * t + xp.log1p(xp.exp(-xp.abs(l)))
     except ValueError:
         raise ValueError(f"bce_with_logits: logits {logits.shape} and target {target.shape} do not broadcast") from None
+    return value, fast, saved
+
+
+def _bce_backward(logits: Tensor, target: Tensor, fast, saved):
+    """The VJP of ℓ(l, x) for an upstream g of ℓ's (broadcast) shape: (g · (σ(l) - x), -g · l).
+
+    Each call may use the saved e^-|l| once: the gradient overwrites it (no new buffer),
+    and a second backward through the node (retain_graph=True) recomputes e instead.
+    """
+    xp = _xp(logits)
+    l, t = logits.data, target.data
 
     def backward(g):
+        nonlocal saved
         if fast and _need(logits):
             gt = -g * l if _need(target) else None
             if saved is not None:  # reads a broadcast g in place
-                return fast.bce_logits_grad_saved(l, t, saved, g), gt
-            # In a model g is usually the broadcast (stride-0) gradient of a `.sum(axis=-1)`:
+                e, saved = saved, None
+                return fast.bce_logits_grad_saved(l, t, e, g, out=e), gt
+            # In a model g is usually the broadcast (stride-0) gradient of a sum:
             # one contiguous copy plus one fused pass, instead of the reference's chain of ops.
             g = g if g.flags.c_contiguous else xp.ascontiguousarray(g)
             return fast.bce_logits_grad(l, t, g), gt
@@ -559,4 +566,41 @@ def bce_with_logits(logits: Tensor, target: Any) -> Tensor:
         gt = -g * l if _need(target) else None
         return gl, gt
 
-    return Tensor.from_op(value, (logits, target), backward, "bce_with_logits")
+    return backward
+
+
+def bce_with_logits(logits: Tensor, target: Any) -> Tensor:
+    """Elementwise Bernoulli negative log-likelihood from logits l for targets x ∈ [0, 1]:
+
+        ℓ(l, x) = -[x ln σ(l) + (1 - x) ln(1 - σ(l))] = max(l, 0) - l·x + ln(1 + e^-|l|),
+
+    the right-hand form being finite for every l.   ∂ℓ/∂l = σ(l) - x,   ∂ℓ/∂x = -l.
+    """
+    logits, target = _pair("bce_with_logits", logits, target)
+    value, fast, saved = _bce_values(logits, target)
+    return Tensor.from_op(value, (logits, target), _bce_backward(logits, target, fast, saved), "bce_with_logits")
+
+
+def bce_with_logits_sum(logits: Tensor, target: Any, axis=None) -> Tensor:
+    """y = Σ ℓ(l, x) over ``axis`` (all axes by default), ℓ the elementwise loss of
+    :func:`bce_with_logits`, in one node: the same numbers as ``bce_with_logits(l, x).sum(axis)``.
+
+    l̄ = g · (σ(l) - x),   x̄ = -g · l,   with g broadcast back over the summed axes (as for ``sum``).
+
+    Why one node: the elementwise values are summed and dropped in the forward pass
+    instead of being kept by the graph until backward (one batch x pixels array less
+    in memory during every training step).
+    """
+    logits, target = _pair("bce_with_logits_sum", logits, target)
+    value, fast, saved = _bce_values(logits, target)
+    shape = value.shape
+    axes = _axes(axis, value.ndim)
+    xp = _xp(logits)
+    elementwise = _bce_backward(logits, target, fast, saved)
+    total = value.sum(axis=axes)
+    del value  # the point of this node: the elementwise values are not kept
+
+    def backward(g):
+        return elementwise(_expand_back(g, shape, axes, False, xp))
+
+    return Tensor.from_op(total, (logits, target), backward, "bce_with_logits_sum")

@@ -104,3 +104,43 @@ def test_benchmark_vae_step_same_losses_and_parameters_on_both_paths():
     np.testing.assert_allclose(results["custom"][0], results["reference"][0], rtol=1e-5)
     for got, want in zip(results["custom"][1], results["reference"][1]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("axis", [None, -1, 0])
+def test_bce_sum_node_matches_elementwise_then_sum(axis):
+    """bce_with_logits_sum is bce_with_logits(...).sum(axis) in one node: same values and
+    gradients (for the logits and the target), on both paths."""
+    logits = RNG.uniform(-30, 30, (7, 12))
+    target = RNG.uniform(0, 1, (7, 12))
+
+    def two_nodes(l, t):
+        return ops.bce_with_logits(l, t).sum(axis=axis)
+
+    def one_node(l, t):
+        return ops.bce_with_logits_sum(l, t, axis=axis)
+
+    for dtype, tol in (("float64", 1e-12), ("float32", 2e-5)):
+        want, want_g = _grads(two_nodes, (logits, target), "reference", dtype)
+        for kernels in ("reference", "custom"):
+            got, got_g = _grads(one_node, (logits, target), kernels, dtype)
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+            for g, r in zip(got_g, want_g):
+                np.testing.assert_allclose(g, r, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("kernels", ["reference", "custom"])
+def test_bce_sum_node_gradcheck_and_second_backward(kernels):
+    """float64 gradcheck of the fused node; a second backward (retain_graph) gives the same
+    gradient although the first one reused the saved e^-|l| buffer for its result."""
+    with backend.use_kernels(kernels):
+        l = mv.tensor(RNG.uniform(-4, 4, (5, 6)), requires_grad=True, dtype="float64")
+        t = mv.tensor(RNG.uniform(0, 1, (5, 6)), requires_grad=True, dtype="float64")
+        assert mv.gradcheck(lambda l, t: ops.bce_with_logits_sum(l, t, axis=-1), [l, t]).ok
+        assert mv.gradcheck(lambda l: mv.losses.bce_with_logits(l, t, "sum"), [l]).ok
+        l.grad = None
+        loss = ops.bce_with_logits_sum(l, t)
+        loss.backward(retain_graph=True)
+        first = l.grad.copy()
+        l.grad = None
+        loss.backward()
+        np.testing.assert_allclose(l.grad, first, rtol=0, atol=0)

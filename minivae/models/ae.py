@@ -121,7 +121,7 @@ class Decoder(Module):
         ``out`` may have more leading axes than ``x`` (samples); x broadcasts against it.
         """
         if self.likelihood == "bernoulli":
-            return ops.bce_with_logits(out, x).sum(axis=-1)
+            return ops.bce_with_logits_sum(out, x, axis=-1)
         diff = out - x
         if self.likelihood == "mse":
             return (diff * diff).sum(axis=-1)
