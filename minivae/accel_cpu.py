@@ -179,6 +179,25 @@ class CpuKernels:
         kc.bce_logits_combine(_rows(logits), _rows(target), _rows(value), _rows(value))
         return value, e
 
+    @staticmethod
+    def bce_logits_row_sums_saving(logits: np.ndarray, target: np.ndarray, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """(Σ over the last axis of the BCE values, e^-|l|), the values made ``block`` rows at a
+        time in one small scratch buffer instead of one array as large as the logits.
+
+        Each row is summed whole by NumPy, so the row sums are those of ``bce_logits(...).sum(-1)``.
+        """
+        e = _exp_neg_abs(logits)
+        l2, t2, e2 = _rows(logits), _rows(target), _rows(e)
+        sums = np.empty(l2.shape[0], dtype=logits.dtype)
+        scratch = np.empty((min(block, l2.shape[0]), l2.shape[1]), dtype=logits.dtype)
+        for start in range(0, l2.shape[0], block):
+            stop = min(start + block, l2.shape[0])
+            values = scratch[: stop - start]
+            np.log1p(e2[start:stop], out=values)
+            kc.bce_logits_combine(l2[start:stop], t2[start:stop], values, values)
+            values.sum(axis=-1, out=sums[start:stop])
+        return sums.reshape(logits.shape[:-1]), e
+
     @classmethod
     def bce_logits_grad(cls, logits: np.ndarray, target: np.ndarray, g: np.ndarray) -> np.ndarray:
         return cls.bce_logits_grad_saved(logits, target, _exp_neg_abs(logits), g)

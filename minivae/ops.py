@@ -583,22 +583,33 @@ def bce_with_logits(logits: Tensor, target: Any) -> Tensor:
 
 def bce_with_logits_sum(logits: Tensor, target: Any, axis=None) -> Tensor:
     """y = Σ ℓ(l, x) over ``axis`` (all axes by default), ℓ the elementwise loss of
-    :func:`bce_with_logits`, in one node: the same numbers as ``bce_with_logits(l, x).sum(axis)``.
+    :func:`bce_with_logits`, in one node: the value of ``bce_with_logits(l, x).sum(axis)``.
 
     l̄ = g · (σ(l) - x),   x̄ = -g · l,   with g broadcast back over the summed axes (as for ``sum``).
 
     Why one node: the elementwise values are summed and dropped in the forward pass
-    instead of being kept by the graph until backward (one batch x pixels array less
-    in memory during every training step).
+    instead of being kept by the graph until backward, and the CPU provider never
+    holds them all at once (it makes them a block of rows at a time): one or two
+    batch x pixels arrays fewer allocated in every training step. Summing over the
+    last axis gives the same row sums as the two-node form; a sum over more axes
+    adds those row sums, which may differ from one flat sum in the last float bit.
     """
     logits, target = _pair("bce_with_logits_sum", logits, target)
-    value, fast, saved = _bce_values(logits, target)
-    shape = value.shape
-    axes = _axes(axis, value.ndim)
     xp = _xp(logits)
+    fast = _fast(logits.data, target.data) if logits.shape == target.shape and logits.ndim >= 1 else None
+    row_sums = getattr(fast, "bce_logits_row_sums_saving", None) if fast else None
+    axes = _axes(axis, max(logits.ndim, target.ndim))
+    if row_sums and axes[-1] == logits.ndim - 1:  # a provider that never holds all the values
+        total, saved = row_sums(logits.data, target.data)  # summed over the last axis
+        shape = logits.shape
+        if len(axes) > 1:
+            total = total.sum(axis=axes[:-1])
+    else:
+        value, fast, saved = _bce_values(logits, target)
+        shape = value.shape
+        total = value.sum(axis=axes)
+        del value  # the point of this node: the elementwise values are not kept
     elementwise = _bce_backward(logits, target, fast, saved)
-    total = value.sum(axis=axes)
-    del value  # the point of this node: the elementwise values are not kept
 
     def backward(g):
         return elementwise(_expand_back(g, shape, axes, False, xp))

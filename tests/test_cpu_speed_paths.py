@@ -144,3 +144,26 @@ def test_bce_sum_node_gradcheck_and_second_backward(kernels):
         l.grad = None
         loss.backward()
         np.testing.assert_allclose(l.grad, first, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bce_row_sums_in_blocks_equal_whole_row_sums(dtype):
+    """The provider's blockwise row sums (any block size) are exactly those of the full array;
+    the fused node on 3-D logits (samples, batch, pixels) agrees with the two-node form."""
+    from minivae import accel_cpu
+
+    logits = RNG.uniform(-30, 30, (10, 17)).astype(dtype)
+    target = RNG.uniform(0, 1, (10, 17)).astype(dtype)
+    full = accel_cpu.PROVIDER.bce_logits(logits, target).sum(axis=-1)
+    for block in (1, 3, 10, 256):
+        sums, e = accel_cpu.PROVIDER.bce_logits_row_sums_saving(logits, target, block=block)
+        np.testing.assert_array_equal(sums, full)
+        np.testing.assert_array_equal(e, np.exp(-np.abs(logits)))
+    l3, t3 = RNG.uniform(-5, 5, (3, 4, 6)), RNG.uniform(0, 1, (3, 4, 6))
+    for axis in (-1, None, (1, 2)):
+        want, want_g = _grads(lambda l, t: ops.bce_with_logits(l, t).sum(axis=axis), (l3, t3), "reference", dtype)
+        got, got_g = _grads(lambda l, t: ops.bce_with_logits_sum(l, t, axis=axis), (l3, t3), "custom", dtype)
+        tol = 1e-12 if dtype == "float64" else 2e-5
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        for g, r in zip(got_g, want_g):
+            np.testing.assert_allclose(g, r, rtol=tol, atol=tol)
