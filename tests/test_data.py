@@ -97,6 +97,14 @@ def test_digits_values_match_sklearn_scaled():
     np.testing.assert_array_equal(everything.y, bunch.target)
 
 
+def test_digits_file_read_directly_equals_sklearn_loader(monkeypatch):
+    """The digits file is read without importing sklearn.datasets; the fallback through
+    scikit-learn's loader (file not found) gives the same table."""
+    direct = D._digits_table()
+    monkeypatch.setattr(D.importlib.util, "find_spec", lambda name: None)
+    np.testing.assert_array_equal(D._digits_table(), direct)
+
+
 def test_digits_split_is_deterministic_disjoint_and_stratified():
     a, b = D.load_digits("train", seed=3), D.load_digits("train", seed=3)
     np.testing.assert_array_equal(a.x, b.x)
