@@ -18,9 +18,11 @@ faster because it
 
 Matrix products stay with NumPy's BLAS (OpenBLAS), which is already fast.
 
-Besides the functions every provider has (the CUDA one too), this one offers three
+Besides the functions every provider has (the CUDA one too), this one offers four
 optional ones that ops.py uses when present: ``activation_inplace``,
-``activation_grad_bias`` and ``bce_logits_saving`` / ``bce_logits_grad_saved``.
+``activation_grad_bias``, ``bce_logits_saving`` / ``bce_logits_grad_saved``, and
+``bce_logits_row_sums_saving`` (the BCE summed over pixels without one array of all
+the values).
 """
 
 from __future__ import annotations
