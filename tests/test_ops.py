@@ -142,3 +142,13 @@ def test_logsumexp_is_stable_and_exact():
 def test_logsumexp_gradient_with_large_values():
     x = mv.tensor(RNG.uniform(-1, 1, (3, 4)) + 500.0, requires_grad=True, dtype="float64")
     assert mv.gradcheck(lambda x: mv.logsumexp(x, axis=1), [x]).ok
+
+
+@pytest.mark.parametrize("kernels", ["reference", "custom"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "tanh", "softplus"])
+def test_fused_linear_activation_node_gradcheck(activation, kernels):
+    x, w, b = t((5, 3)), t((3, 4)), t((4,))
+    with mv.backend.use_kernels(kernels):
+        fn = lambda x, w, b: mv.linear(x, w, b, activation=activation, slope=0.1)  # noqa: E731
+        assert mv.gradcheck(fn, [x, w, b]).ok
+        assert mv.gradcheck(lambda x, w: mv.linear(x, w, activation=activation, slope=0.1), [x, w]).ok
