@@ -1,4 +1,5 @@
-"""Derivations 1-7: every table passes, and a wrong formula makes its table fail.
+"""Derivations 1-7: a wrong formula makes its table fail (that every table passes is
+checked for all topics in test_derivations.py).
 
 Each perturbation test swaps one module-level formula for a plausible mistake (one a
 student could make on paper) and checks that the derivation's own table catches it,
@@ -7,17 +8,9 @@ on the row meant to catch it.
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
+from derivation_helpers import failed_rows, load
 from scipy import special
-
-def load(name: str):
-    return importlib.import_module(f"derivations.{name}")
-
-
-def failed_rows(table) -> list[str]:
-    return [row.equation for row in table.failures()]
 
 
 # --- (a) topic 5: the KL without its factor 1/2 -------------------------------------

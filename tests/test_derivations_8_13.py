@@ -1,4 +1,5 @@
-"""Derivations 8-13: every table passes, and a wrong formula makes its table fail.
+"""Derivations 8-13: a wrong formula makes its table fail (that every table passes is
+checked for all topics in test_derivations.py).
 
 The perturbation tests replace one module-level formula with a plausible mistake
 (the kind a student makes on paper) and check that the derivation's own table
@@ -7,17 +8,9 @@ catches it, on the row that is meant to catch it.
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
+from derivation_helpers import failed_rows, load
 from scipy.special import logsumexp
-
-def load(name: str):
-    return importlib.import_module(f"derivations.{name}")
-
-
-def failed_rows(table) -> list[str]:
-    return [row.equation for row in table.failures()]
 
 
 # --- (a) topic 8: wrong IWAE bounds --------------------------------------------------
