@@ -248,7 +248,7 @@ def measure_one(name: str, batch: int, steps: int, warmup: int, threads: int, se
 
         backend.set_kernels(name.split("-", 1)[1])
         if name == "minivae-custom":  # load numba (its import is ~100 MB) before the baseline, like torch's
-            import minivae.accel_cpu  # noqa: F401
+            import minivae.providers.cpu  # noqa: F401
     from threadpoolctl import threadpool_info, threadpool_limits
 
     with threadpool_limits(limits=threads):

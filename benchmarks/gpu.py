@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 # --- environment: must be in place before numba / CuPy / PyTorch are imported ----------------
-# Low-overhead interop (the same settings minivae.backend applies; see kernels/cuda_launch.py).
+# Low-overhead interop (the same settings minivae.providers.backend applies; see kernels/cuda_launch.py).
 for _key, _value in {
     "NUMBA_CUDA_ARRAY_INTERFACE_SYNC": "0",
     "CUPY_CUDA_ARRAY_INTERFACE_SYNC": "0",
@@ -563,7 +563,7 @@ class _minivae_kernels:
         self.ctx, self.kernels = ctx, kernels
 
     def __enter__(self):
-        from minivae import accel_cuda, backend
+        from minivae.providers import backend, cuda as accel_cuda
 
         self._previous = (backend.get_backend(), backend.get_kernels())
         if self.ctx.simulate:
@@ -659,7 +659,7 @@ class Context:
         self.simulate, self.plan, self.quiet = simulate, plan, quiet
         self._rng = np.random.default_rng(0)
         if simulate:
-            from minivae import accel_cuda
+            from minivae.providers import cuda as accel_cuda
 
             self.cp, self.xp, self.stream = None, np, 0
             self.clock: Clock = HostClock(rounds=1, warmup=0, target_ms=0.0)
@@ -667,7 +667,7 @@ class Context:
         else:
             import cupy
 
-            from minivae import accel_cuda, backend
+            from minivae.providers import backend, cuda as accel_cuda
 
             backend.set_backend("cupy")  # checks the device, applies backend.GPU_ENVIRONMENT
             self.cp = self.xp = cupy

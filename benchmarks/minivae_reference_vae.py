@@ -3,7 +3,7 @@
 This is the exact setup of the VAE acceptance check, written as a plain loop
 so that the comparison with PyTorch does not depend on minivae's models or CLI:
 
-    data      minivae.data.load_digits, split seed 0, 20 % test (1438 train / 359 test)
+    data      minivae.training.data.load_digits, split seed 0, 20 % test (1438 train / 359 test)
     encoder   64 -> 128 ReLU -> (mu, logvar), each of size 2
     decoder   2 -> 128 ReLU -> 64 logits (Bernoulli pixels)
     init      He-normal: W ~ N(0, 2 / fan_in), b = 0 (minivae's Linear(init="he"))
@@ -38,7 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import minivae as mv
-from minivae.data import batches, load_digits
+from minivae.training.data import batches, load_digits
 
 INPUT_DIM, HIDDEN, LATENT = 64, 128, 2
 LR, BATCH_SIZE, EPOCHS = 1e-3, 64, 100

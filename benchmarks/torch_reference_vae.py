@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import minivae as mv
-from minivae.data import batches
+from minivae.training.data import batches
 
 HERE = Path(__file__).resolve().parent
 RESULTS_PATH = HERE / "results" / "vae_digits_reference.json"
@@ -194,7 +194,7 @@ def main(seeds: Sequence[int] = (0, 1, 2), epochs: int = ref.EPOCHS) -> dict[str
     return {
         "what": "VAE on digits: test -ELBO per image in nats (lower is better), mean ± sample std over seeds",
         "setup": {
-            "data": "minivae.data.load_digits, split seed 0, test_fraction 0.2 (1438 train / 359 test), pixels/16",
+            "data": "minivae.training.data.load_digits, split seed 0, test_fraction 0.2 (1438 train / 359 test), pixels/16",
             "encoder": "64 -> 128 ReLU -> (mu, logvar), latent 2",
             "decoder": "2 -> 128 ReLU -> 64 logits (Bernoulli)",
             "init": "He-normal weights N(0, 2/fan_in), zero biases",

@@ -21,8 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import minivae as mv  # noqa: E402
-from minivae.data import batches, load_digits  # noqa: E402
-from minivae.diagnostics import diagnostics_report  # noqa: E402
+from minivae.training.data import batches, load_digits  # noqa: E402
+from minivae.training.diagnostics import diagnostics_report  # noqa: E402
 from minivae.models.bvae import ESTIMATORS, BernoulliVAE  # noqa: E402
 
 

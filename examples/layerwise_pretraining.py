@@ -42,7 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import minivae as mv
-from minivae.data import Dataset, batches, load_digits, one_hot
+from minivae.training.data import Dataset, batches, load_digits, one_hot
 
 NUM_CLASSES = 10
 BATCH_SIZE = 64

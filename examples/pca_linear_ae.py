@@ -43,7 +43,7 @@ import numpy as np
 from scipy.linalg import subspace_angles
 
 import minivae as mv
-from minivae.data import load_digits
+from minivae.training.data import load_digits
 
 DTYPE = "float32"  # the engine's default; float64 gives the same angles but runs several times slower here
 

@@ -10,12 +10,13 @@ pass in :mod:`minivae.ops`), checked (:func:`gradcheck`) and fast.
     array([2., 4.], dtype=float32)
 """
 
-from . import backend, distributions, losses, nn, optim, random
-from .backend import get_backend, set_backend, use_backend
-from .distributions import Normal, kl_normal_standard, reparameterize
-from .gradcheck import GradcheckError, GradcheckReport, gradcheck
-from .graphview import draw_graph, graph_summary
-from .ops import (
+from minivae.providers import backend
+from minivae import distributions, losses, nn, optim, random
+from minivae.providers.backend import get_backend, set_backend, use_backend
+from minivae.distributions import Normal, kl_normal_standard, reparameterize
+from minivae.gradcheck import GradcheckError, GradcheckReport, gradcheck
+from minivae.graphview import draw_graph, graph_summary
+from minivae.ops import (
     abs,
     add,
     astype,
@@ -49,7 +50,7 @@ from .ops import (
     tanh,
     transpose,
 )
-from .tensor import AnomalyError, GraphFreedError, Tensor, detect_anomaly, is_grad_enabled, no_grad, tensor
+from minivae.tensor import AnomalyError, GraphFreedError, Tensor, detect_anomaly, is_grad_enabled, no_grad, tensor
 
 __version__ = "0.1.0"
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import backend, ops
-from .random import Generator
-from .tensor import Tensor
+from minivae.providers import backend
+from minivae import ops
+from minivae.random import Generator
+from minivae.tensor import Tensor
 
 LOG_2PI = math.log(2 * math.pi)
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from . import backend
-from .nn import Module
-from .random import Generator
-from .tensor import Tensor, no_grad
+from minivae.providers import backend
+from minivae.nn import Module
+from minivae.random import Generator
+from minivae.tensor import Tensor, no_grad
 
 
 class GradcheckError(AssertionError):

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
-from .tensor import Tensor
+from minivae.tensor import Tensor
 
 COLOURS = {"parameter": "#cfe8ff", "input": "#eeeeee", "op": "#fff4c2", "stochastic": "#ffc9c9", "output": "#d3f5d3"}
 

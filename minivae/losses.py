@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import ops
-from .tensor import Tensor
+from minivae import ops
+from minivae.tensor import Tensor
 
 REDUCTIONS = ("sum", "mean", "none")
 

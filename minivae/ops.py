@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from . import backend
-from .tensor import Tensor, canonical_dtype
+from minivae.providers import backend
+from minivae.tensor import Tensor, canonical_dtype
 
 
 # ----------------------------------------------------------------------------

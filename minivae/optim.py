@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from . import backend
-from .tensor import Tensor
+from minivae.providers import backend
+from minivae.tensor import Tensor
 
 
 class Optimizer:

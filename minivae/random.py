@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import backend
+from minivae.providers import backend
 
 Shape = int | Sequence[int]
 

@@ -17,7 +17,7 @@ import contextlib
 import contextvars
 from typing import Any, Callable, Iterator, Sequence
 
-from . import backend
+from minivae.providers import backend
 
 FLOAT_DTYPES = ("float32", "float64")
 DEFAULT_DTYPE = "float32"
@@ -374,4 +374,4 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
 
 
-from . import ops  # noqa: E402  (ops imports Tensor; the operators above call into it)
+from minivae import ops  # noqa: E402  (ops imports Tensor; the operators above call into it)

@@ -79,7 +79,7 @@ def test_bce_saved_exp_and_broadcast_gradient(reduce):
 
 
 def test_auto_uses_the_cpu_provider():
-    from minivae import accel_cpu
+    from minivae.providers import cpu as accel_cpu
 
     with backend.use_kernels("auto"):
         assert backend.fast_path(np.zeros(3)) is accel_cpu.PROVIDER
@@ -150,7 +150,7 @@ def test_bce_sum_node_gradcheck_and_second_backward(kernels):
 def test_bce_row_sums_in_blocks_equal_whole_row_sums(dtype):
     """The provider's blockwise row sums (any block size) are exactly those of the full array;
     the fused node on 3-D logits (samples, batch, pixels) agrees with the two-node form."""
-    from minivae import accel_cpu
+    from minivae.providers import cpu as accel_cpu
 
     logits = RNG.uniform(-30, 30, (10, 17)).astype(dtype)
     target = RNG.uniform(0, 1, (10, 17)).astype(dtype)

@@ -1,4 +1,4 @@
-"""Tests for minivae.data: loaders, the IDX format, downloads, toy data, batching.
+"""Tests for minivae.training.data: loaders, the IDX format, downloads, toy data, batching.
 
 No test touches the network: downloads are exercised with file:// URLs that
 point into a temporary folder the test fills with small fake MNIST files.
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minivae import data as D
+from minivae.training import data as D
 from minivae.random import Generator
 
 # -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import minivae as mv
-from minivae.diagnostics import (
+from minivae.training.diagnostics import (
     active_units,
     collapse_warning,
     diagnostics_report,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import minivae as mv
-from minivae import discrete as D
-from minivae.data import load_digits
-from minivae.estimators import (
+from minivae.labs import discrete as D
+from minivae.training.data import load_digits
+from minivae.labs.estimators import (
     LearnedBaseline,
     MovingAverageBaseline,
     leave_one_out_baseline,

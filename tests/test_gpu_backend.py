@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import minivae as mv
-from minivae import accel_cpu, accel_cuda, backend
+from minivae.providers import backend, cpu as accel_cpu, cuda as accel_cuda
 from minivae.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -39,7 +39,7 @@ except Exception as err:  # noqa: BLE001 - any CUDA failure means: no GPU here
 os.environ["CUPY_TF32"] = "0"
 
 import minivae as mv  # noqa: E402
-from minivae import accel_cpu, accel_cuda, backend  # noqa: E402
+from minivae.providers import backend, cpu as accel_cpu, cuda as accel_cuda  # noqa: E402
 from minivae.models import build_model  # noqa: E402
 
 BATCH, IN, HID, Z = 1024, 784, 400, 20
@@ -172,7 +172,7 @@ def test_kernels_follow_cupys_current_stream():
 
 def test_short_training_on_digits_follows_the_cpu_loss_curve():
     """60 Adam steps on the 8x8 digits: custom and vendor GPU loss curves track the CPU one."""
-    from minivae.data import batches, load_dataset
+    from minivae.training.data import batches, load_dataset
 
     data = load_dataset("digits", "train", test_fraction=0.2, seed=0)
     order = mv.random.Generator(7)
@@ -202,7 +202,7 @@ def test_short_training_on_digits_follows_the_cpu_loss_curve():
 
 
 def test_host_copies_state_dicts_checkpoints_and_gradcheck_on_cupy(tmp_path):
-    from minivae.training import load_checkpoint, save_checkpoint
+    from minivae.training.trainer import load_checkpoint, save_checkpoint
 
     with backend.use_backend("cupy"):
         model = build_model("vae", 6, 2, 4, mv.random.Generator(0))

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from minivae import lab
+from minivae.labs import variance as lab
 from minivae.cli import main
 from minivae.random import Generator
 

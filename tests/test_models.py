@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minivae as mv
-from minivae.data import load_digits
+from minivae.training.data import batches, load_digits
 from minivae.distributions import Normal
 from minivae.models import (
     MODELS, IWAE, VAE, Autoencoder, ConditionalVAE, DenoisingAutoencoder, build_model,
@@ -166,7 +166,7 @@ def test_iwae_bounds_are_ordered_on_digits():
     model = VAE(64, 2, 32, rng=Generator(0))
     opt, rng = Adam(model.parameters(), lr=3e-3), Generator(1)
     for _ in range(5):
-        for xb, yb in mv.data.batches(train, 64, rng=rng):
+        for xb, yb in batches(train, 64, rng=rng):
             opt.zero_grad()
             model.loss(xb, yb, rng)["loss"].backward()
             opt.step()

@@ -10,7 +10,7 @@ import pytest
 from minivae.nn import StateDictError
 from minivae.models import build_model
 from minivae.random import Generator
-from minivae.training import (
+from minivae.training.trainer import (
     CheckpointError, TrainConfig, Trainer, TrainingDiverged, atomic_write_bytes, load_checkpoint, load_run,
     read_checkpoint,
 )
@@ -187,7 +187,7 @@ def test_iwae_trained_model_has_a_likelihood_at_least_as_good_as_the_vae(tmp_pat
 
 
 def test_checkpoints_every_save_every_epochs_and_after_the_last(tmp_path):
-    from minivae.training import read_checkpoint
+    from minivae.training.trainer import read_checkpoint
 
     trainer = Trainer(small(epochs=5), tmp_path, progress=False, save_every=2)
     saved = []

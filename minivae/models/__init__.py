@@ -23,14 +23,14 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Sequence
 
-from ..nn import Module
-from ..random import Generator
-from .ae import Autoencoder, Decoder, Encoder
-from .bvae import BernoulliVAE, build_bvae
-from .cvae import ConditionalVAE
-from .dae import DenoisingAutoencoder
-from .iwae import IWAE, importance_log_likelihood, iwae_bound
-from .vae import VAE, GaussianEncoder
+from minivae.nn import Module
+from minivae.random import Generator
+from minivae.models.ae import Autoencoder, Decoder, Encoder
+from minivae.models.bvae import BernoulliVAE, build_bvae
+from minivae.models.cvae import ConditionalVAE
+from minivae.models.dae import DenoisingAutoencoder
+from minivae.models.iwae import IWAE, importance_log_likelihood, iwae_bound
+from minivae.models.vae import VAE, GaussianEncoder
 
 Builder = Callable[..., Module]
 

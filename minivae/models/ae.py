@@ -28,10 +28,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import backend, ops
-from ..nn import Linear, Module, Parameter, ReLU, Sequential
-from ..random import Generator
-from ..tensor import Tensor
+from minivae.providers import backend
+from minivae import ops
+from minivae.nn import Linear, Module, Parameter, ReLU, Sequential
+from minivae.random import Generator
+from minivae.tensor import Tensor
 
 LOG_2PI = math.log(2 * math.pi)
 LIKELIHOODS = ("bernoulli", "gaussian", "mse")

@@ -31,8 +31,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import ops
-from ..discrete import (
+from minivae import ops
+from minivae.labs.discrete import (
     bernoulli_kl_uniform,
     bernoulli_kl_uniform_per_dim,
     bernoulli_log_prob,
@@ -40,10 +40,10 @@ from ..discrete import (
     sample_bernoulli,
     straight_through_bernoulli,
 )
-from ..estimators import LearnedBaseline, MovingAverageBaseline, score_function_surrogate, zero_with_gradient_of
-from ..nn import Linear, Module, Parameter, ReLU, Sequential
-from ..random import Generator
-from ..tensor import Tensor, no_grad
+from minivae.labs.estimators import LearnedBaseline, MovingAverageBaseline, score_function_surrogate, zero_with_gradient_of
+from minivae.nn import Linear, Module, Parameter, ReLU, Sequential
+from minivae.random import Generator
+from minivae.tensor import Tensor, no_grad
 
 ESTIMATORS = ("reinforce", "reinforce-baseline", "gumbel", "straight-through")
 

@@ -15,11 +15,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import ops
-from ..data import one_hot
-from ..random import Generator
-from ..tensor import Tensor
-from .vae import VAE
+from minivae import ops
+from minivae.training.data import one_hot
+from minivae.random import Generator
+from minivae.tensor import Tensor
+from minivae.models.vae import VAE
 
 
 class ConditionalVAE(VAE):

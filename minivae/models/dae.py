@@ -19,9 +19,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..random import Generator
-from ..tensor import Tensor
-from .ae import Autoencoder
+from minivae.random import Generator
+from minivae.tensor import Tensor
+from minivae.models.ae import Autoencoder
 
 NOISES = ("gaussian", "mask")
 

@@ -26,12 +26,12 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.special import logsumexp as np_logsumexp
 
-from .. import ops
-from ..nn import Module
-from ..random import Generator
-from ..tensor import Tensor, no_grad
-from .ae import as_input
-from .vae import VAE, standard_normal_log_prob
+from minivae import ops
+from minivae.nn import Module
+from minivae.random import Generator
+from minivae.tensor import Tensor, no_grad
+from minivae.models.ae import as_input
+from minivae.models.vae import VAE, standard_normal_log_prob
 
 
 class IWAE(VAE):

@@ -30,11 +30,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..distributions import Normal
-from ..nn import Linear, Module
-from ..random import Generator
-from ..tensor import Tensor
-from .ae import Decoder, as_input, hidden_sizes, relu_stack
+from minivae.distributions import Normal
+from minivae.nn import Linear, Module
+from minivae.random import Generator
+from minivae.tensor import Tensor
+from minivae.models.ae import Decoder, as_input, hidden_sizes, relu_stack
 
 LOG_2PI = math.log(2 * math.pi)
 

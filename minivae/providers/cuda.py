@@ -49,7 +49,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from . import backend
+from minivae.providers import backend
 
 # kernels.cuda never imports minivae; importing it needs numba's CUDA target (or the
 # simulator), which is why this module is imported only when a GPU array shows up.

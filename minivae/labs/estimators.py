@@ -43,10 +43,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import backend, ops
-from .nn import Linear, Module, ReLU, Sequential
-from .random import Generator
-from .tensor import Tensor
+from minivae.providers import backend
+from minivae import ops
+from minivae.nn import Linear, Module, ReLU, Sequential
+from minivae.random import Generator
+from minivae.tensor import Tensor
 
 BaselineLike = float | int | np.ndarray | Tensor | None
 

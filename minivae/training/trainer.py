@@ -38,13 +38,13 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from . import backend
-from .data import DATASET_NAMES, Dataset, batches, load_dataset
-from .models import MODELS, build_model, model_options
-from .nn import Module, StateDictError
-from .optim import Adam
-from .random import Generator
-from .tensor import no_grad
+from minivae.providers import backend
+from minivae.training.data import DATASET_NAMES, Dataset, batches, load_dataset
+from minivae.models import MODELS, build_model, model_options
+from minivae.nn import Module, StateDictError
+from minivae.optim import Adam
+from minivae.random import Generator
+from minivae.tensor import no_grad
 
 CHECKPOINT = "checkpoint.npz"
 CHECKPOINT_FORMAT = "minivae-checkpoint-1"
@@ -475,7 +475,7 @@ class Trainer:
         """
         if not hasattr(self.model, "posterior") or getattr(self.model, "conditional", False):
             return None
-        from .diagnostics import diagnostics_report
+        from minivae.training.diagnostics import diagnostics_report
 
         self.model.eval()
         return diagnostics_report(self.model, self.test_set.x, rng=Generator(self.config.seed + 4242))

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
-from . import backend
-from .distributions import Normal
-from .random import Generator
-from .tensor import Tensor, no_grad
+from minivae.providers import backend
+from minivae.distributions import Normal
+from minivae.random import Generator
+from minivae.tensor import Tensor, no_grad
 
 ACTIVE_THRESHOLD = 0.01
 COLLAPSE_KL = 0.01  # nats per dimension below which a dimension counts as collapsed

@@ -11,7 +11,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..lab import FUNCTIONS
+    from minivae.labs.variance import FUNCTIONS
 
     p = subparsers.add_parser(
         "estimators",
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import lab
+    from minivae.labs import variance as lab
 
     for name, value, low in (("--dim", args.dim, 1), ("--samples", args.samples, 2), ("--seeds", args.seeds, 2)):
         if value < low:

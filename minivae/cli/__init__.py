@@ -14,9 +14,9 @@ from typing import Sequence
 # Each module defines register(subparsers) and imports its heavy dependencies lazily,
 # so `minivae --help` stays fast.
 COMMAND_MODULES = (
-    "minivae.commands.models",  # demo, train, eval, sample, gradcheck
-    "minivae.commands.derive",  # derive
-    "minivae.commands.estimators",  # estimators
+    "minivae.cli.models",  # demo, train, eval, sample, gradcheck
+    "minivae.cli.derive",  # derive
+    "minivae.cli.estimators",  # estimators
 )
 
 
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _version() -> str:
-    from . import __version__
+    from minivae import __version__
 
     return __version__
 

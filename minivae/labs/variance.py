@@ -35,9 +35,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import ops
-from .distributions import Normal
-from .estimators import (
+from minivae import ops
+from minivae.distributions import Normal
+from minivae.labs.estimators import (
     LearnedBaseline,
     MovingAverageBaseline,
     gaussian_log_prob,
@@ -46,10 +46,10 @@ from .estimators import (
     optimal_control_variate,
     score_function_surrogate,
 )
-from .nn import Linear, Module, ReLU, Sequential
-from .optim import Adam
-from .random import Generator
-from .tensor import Tensor, no_grad
+from minivae.nn import Linear, Module, ReLU, Sequential
+from minivae.optim import Adam
+from minivae.random import Generator
+from minivae.tensor import Tensor, no_grad
 
 FUNCTIONS = ("quadratic", "sin", "net", "bernoulli")
 ESTIMATORS = (
@@ -397,7 +397,7 @@ def vae_encoder_gradient_variance(
     both, so it is left out. Returns the total variance (summed over all encoder
     weights) per estimator, their ratio and the gap between the two mean gradients.
     """
-    from .data import batches, load_digits
+    from minivae.training.data import batches, load_digits
 
     train, test = load_digits("train"), load_digits("test")
     rng = Generator(seed)
@@ -457,7 +457,7 @@ def vae_encoder_gradient_variance(
 def _gaussian_vae(input_dim: int, latent: int, hidden: int, rng: Generator):
     """The colleague's VAE if the models package provides it, else :class:`TinyGaussianVAE`."""
     try:
-        from .models.vae import VAE
+        from minivae.models.vae import VAE
     except ImportError:
         return TinyGaussianVAE(input_dim, latent, hidden, rng=rng)
     return VAE(input_dim, latent, hidden, rng=rng)

@@ -160,9 +160,9 @@ def fast_path(a: Any) -> Any:
     if not gpu and _host_override is not None:  # tests only: NumPy arrays stand in for CuPy ones
         return _host_override
     if gpu:
-        from . import accel_cuda
+        from minivae.providers import cuda
 
-        return accel_cuda.PROVIDER
+        return cuda.PROVIDER
     return _cpu_provider()
 
 
@@ -170,9 +170,9 @@ def _cpu_provider() -> Any:
     """accel_cpu.PROVIDER, imported once (numba loads on first use, not at import)."""
     global _CPU_PROVIDER
     if _CPU_PROVIDER is None:
-        from . import accel_cpu
+        from minivae.providers import cpu
 
-        _CPU_PROVIDER = accel_cpu.PROVIDER
+        _CPU_PROVIDER = cpu.PROVIDER
     return _CPU_PROVIDER
 
 

@@ -61,7 +61,7 @@ def _error(command: str, message: Any) -> int:
 
 def single_threaded_blas():
     """One BLAS thread: faster for these small matrices (see minivae.training.blas_threads)."""
-    from ..training import blas_threads
+    from minivae.training.trainer import blas_threads
 
     return blas_threads(1)
 
@@ -71,7 +71,7 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
 
 
 def _set_backend(name: str) -> None:
-    from .. import backend
+    from minivae.providers import backend
 
     backend.set_backend(name)
 
@@ -82,11 +82,11 @@ def _set_backend(name: str) -> None:
 
 
 def _run_training(command: str, config, out: Path, *, resume: bool, overwrite: bool, quiet: bool, figures: bool) -> int:
-    from ..backend import BackendError
-    from ..data import DataError
-    from ..figures import write_figures
-    from ..nn import StateDictError
-    from ..training import CheckpointError, Trainer, TrainingDiverged
+    from minivae.providers.backend import BackendError
+    from minivae.training.data import DataError
+    from minivae.training.figures import write_figures
+    from minivae.nn import StateDictError
+    from minivae.training.trainer import CheckpointError, Trainer, TrainingDiverged
 
     started = time.perf_counter()
     with single_threaded_blas():
@@ -111,7 +111,7 @@ def _run_training(command: str, config, out: Path, *, resume: bool, overwrite: b
         print(f"  {name:<12} {value:9.3f}")
     report = trainer.diagnostics() if trainer.history else None
     if report is not None:
-        from ..diagnostics import format_report
+        from minivae.training.diagnostics import format_report
 
         print(format_report(report))
     print(f"wrote to {out}/: config.json, metrics.json, metrics.csv, checkpoint.npz"
@@ -128,7 +128,7 @@ def _print_epoch(row: dict[str, Any], every: int, last: int) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ..training import TrainConfig
+    from minivae.training.trainer import TrainConfig
 
     config = TrainConfig(**DEMO, epochs=args.epochs, seed=args.seed, backend=args.backend)
     print(f"demo: a VAE with a 2-D latent space on the 8x8 digits, {args.epochs} epochs -> {args.out}/")
@@ -137,7 +137,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..training import TrainConfig
+    from minivae.training.trainer import TrainConfig
 
     out = Path(args.out) if args.out else Path("runs") / f"{args.model}-{args.data}"
     try:
@@ -161,9 +161,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load(command: str, run_dir: str, backend_name: str):
-    from ..backend import BackendError
-    from ..nn import StateDictError
-    from ..training import CheckpointError, load_run
+    from minivae.providers.backend import BackendError
+    from minivae.nn import StateDictError
+    from minivae.training.trainer import CheckpointError, load_run
 
     try:
         _set_backend(backend_name)
@@ -174,9 +174,9 @@ def _load(command: str, run_dir: str, backend_name: str):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..models import importance_log_likelihood
-    from ..random import Generator
-    from ..training import atomic_write_json, evaluate, load_data
+    from minivae.models import importance_log_likelihood
+    from minivae.random import Generator
+    from minivae.training.trainer import atomic_write_json, evaluate, load_data
 
     loaded = _load("eval", args.run_dir, args.backend)
     if loaded is None:
@@ -213,9 +213,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from ..figures import plot_samples
-    from ..random import Generator
-    from ..training import load_data
+    from minivae.training.figures import plot_samples
+    from minivae.random import Generator
+    from minivae.training.trainer import load_data
 
     loaded = _load("sample", args.run_dir, args.backend)
     if loaded is None:
@@ -247,9 +247,9 @@ def gradcheck_model(name: str, seed: int = 0):
 
     Returns the :class:`minivae.GradcheckReport` (one row per parameter).
     """
-    from .. import gradcheck
-    from ..models import build_model
-    from ..random import Generator
+    from minivae import gradcheck
+    from minivae.models import build_model
+    from minivae.random import Generator
 
     input_dim, latent, hidden, batch, classes = 6, 2, 8, 4, 3
     # A score-function surrogate's gradient is right only in expectation, so the discrete-latent
@@ -284,9 +284,9 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..data import DATASET_NAMES
-    from ..models import MODELS
-    from ..models.bvae import ESTIMATORS
+    from minivae.training.data import DATASET_NAMES
+    from minivae.models import MODELS
+    from minivae.models.bvae import ESTIMATORS
 
     p = subparsers.add_parser("demo", help="train a 2-D VAE on the digits and write all figures (~10-20 s)")
     p.add_argument("--epochs", type=positive_int, default=DEMO_EPOCHS, help=f"default {DEMO_EPOCHS}")

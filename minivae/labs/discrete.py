@@ -40,9 +40,10 @@ from typing import Any
 
 import numpy as np
 
-from . import backend, ops
-from .random import Generator
-from .tensor import Tensor
+from minivae.providers import backend
+from minivae import ops
+from minivae.random import Generator
+from minivae.tensor import Tensor
 
 LOG2 = math.log(2.0)
 _TINY = 1e-12  # keeps ln U and ln(1 - U) finite for uniform draws at the ends of [0, 1)

@@ -25,11 +25,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy.special import ndtri  # Φ⁻¹, what scipy.stats.norm.ppf computes (scipy.stats takes ~0.5 s to import)
 
-from . import backend
-from .data import Dataset
-from .nn import Module
-from .random import Generator
-from .tensor import Tensor, no_grad
+from minivae.providers import backend
+from minivae.training.data import Dataset
+from minivae.nn import Module
+from minivae.random import Generator
+from minivae.tensor import Tensor, no_grad
 
 
 def _numpy(t: Any) -> np.ndarray:
@@ -38,7 +38,7 @@ def _numpy(t: Any) -> np.ndarray:
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     """Render to memory, then write atomically (a half-written PNG never replaces a good one)."""
-    from .training import atomic_write_bytes  # training imports models; keep this module light to import
+    from minivae.training.trainer import atomic_write_bytes  # training imports models; keep this module light to import
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")

@@ -1,1 +1,0 @@
-"""Subcommands of the ``minivae`` CLI, one module per group (see minivae/cli.py)."""

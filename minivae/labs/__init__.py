@@ -1,0 +1,1 @@
+"""Labs: gradient estimators for stochastic nodes, discrete latents, the gradient-variance lab."""
