@@ -30,7 +30,7 @@ import numpy as np
 
 from minivae.providers import backend
 from minivae import ops
-from minivae.nn import Linear, Module, Parameter, ReLU, Sequential
+from minivae.nn import Linear, Module, Parameter, ReLU, Sequential, Tanh
 from minivae.random import Generator
 from minivae.tensor import Tensor
 
@@ -46,19 +46,30 @@ def hidden_sizes(hidden: int | Sequence[int]) -> tuple[int, ...]:
     return tuple(int(h) for h in sizes)
 
 
-def relu_stack(in_dim: int, hidden: int | Sequence[int], rng: Generator) -> Sequential:
-    """The hidden layers Linear -> ReLU, repeated (He init: each one feeds a ReLU)."""
+HIDDEN_ACTIVATIONS = ("relu", "tanh")
+
+
+def relu_stack(in_dim: int, hidden: int | Sequence[int], rng: Generator, activation: str = "relu") -> Sequential:
+    """The hidden layers Linear -> ReLU (He init), repeated; or Linear -> Tanh (Xavier init)
+    with ``activation="tanh"``, the hidden units of the IWAE paper's networks."""
+    if activation not in HIDDEN_ACTIVATIONS:
+        raise ValueError(f"hidden activation must be one of {HIDDEN_ACTIVATIONS}, got {activation!r}")
     layers: list[Module] = []
     width = in_dim
     for h in hidden_sizes(hidden):
-        layers += [Linear(width, h, rng=rng, init="he"), ReLU()]
+        if activation == "relu":
+            layers += [Linear(width, h, rng=rng, init="he"), ReLU()]
+        else:
+            layers += [Linear(width, h, rng=rng, init="xavier"), Tanh()]
         width = h
     return Sequential(*layers)
 
 
-def mlp(in_dim: int, hidden: int | Sequence[int], out_dim: int, rng: Generator) -> Sequential:
-    """Linear -> ReLU -> ... -> Linear; the last, linear layer uses Xavier init."""
-    body = relu_stack(in_dim, hidden, rng)
+def mlp(
+    in_dim: int, hidden: int | Sequence[int], out_dim: int, rng: Generator, activation: str = "relu"
+) -> Sequential:
+    """Linear -> ReLU (or Tanh) -> ... -> Linear; the last, linear layer uses Xavier init."""
+    body = relu_stack(in_dim, hidden, rng, activation)
     return Sequential(*body, Linear(hidden_sizes(hidden)[-1], out_dim, rng=rng, init="xavier"))
 
 
@@ -99,12 +110,13 @@ class Decoder(Module):
         *,
         rng: Generator,
         likelihood: str = "bernoulli",
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"Decoder: likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         self.latent, self.output_dim, self.likelihood = int(latent), int(output_dim), likelihood
-        self.net = mlp(self.latent, hidden, self.output_dim, rng)
+        self.net = mlp(self.latent, hidden, self.output_dim, rng, activation)
         if likelihood == "gaussian":
             # ln σ² per output coordinate, shared by all z: starts at σ = 1.
             self.logvar = Parameter(backend.xp().zeros(self.output_dim), dtype="float32")

@@ -46,8 +46,9 @@ class IWAE(VAE):
         rng: Generator,
         k: int = 5,
         likelihood: str = "bernoulli",
+        activation: str = "relu",
     ) -> None:
-        super().__init__(input_dim, latent, hidden, rng=rng, likelihood=likelihood)
+        super().__init__(input_dim, latent, hidden, rng=rng, likelihood=likelihood, activation=activation)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"IWAE: k (importance samples) must be a positive int, got {k!r}")
         self.k = int(k)

@@ -40,12 +40,14 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 class GaussianEncoder(Module):
-    """x -> q(z | x) = Normal(mu(x), logvar(x)): shared ReLU layers, then two linear heads."""
+    """x -> q(z | x) = Normal(mu(x), logvar(x)): shared ReLU (or tanh) layers, then two linear heads."""
 
-    def __init__(self, input_dim: int, hidden: int | Sequence[int], latent: int, *, rng: Generator) -> None:
+    def __init__(
+        self, input_dim: int, hidden: int | Sequence[int], latent: int, *, rng: Generator, activation: str = "relu"
+    ) -> None:
         super().__init__()
         self.input_dim, self.latent = int(input_dim), int(latent)
-        self.body = relu_stack(self.input_dim, hidden, rng)
+        self.body = relu_stack(self.input_dim, hidden, rng, activation)
         width = hidden_sizes(hidden)[-1]
         self.mu = Linear(width, self.latent, rng=rng, init="xavier")
         self.logvar = Linear(width, self.latent, rng=rng, init="xavier")
@@ -76,6 +78,8 @@ class VAE(Module):
         beta: float = 1.0,
         warmup_steps: int = 0,
         condition_dim: int = 0,
+        activation: str = "relu",
+        samples: int = 1,
     ) -> None:
         super().__init__()
         if likelihood not in ("bernoulli", "gaussian"):
@@ -84,12 +88,19 @@ class VAE(Module):
             raise ValueError(f"VAE: beta must be >= 0, got {beta}")
         if warmup_steps < 0:
             raise ValueError(f"VAE: warmup_steps must be >= 0, got {warmup_steps}")
+        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+            raise ValueError(f"VAE: samples (z draws per example) must be a positive int, got {samples!r}")
+        # samples = k > 1: the reconstruction term is averaged over k draws of z (the "VAE
+        # with k samples" of the IWAE paper: same k as an IWAE, but the plain ELBO).
+        self.samples = int(samples)
         self.input_dim, self.latent = int(input_dim), int(latent)
         self.beta, self.warmup_steps = float(beta), int(warmup_steps)
         self.step = 0  # optimizer steps taken so far; the training loop keeps it current (for the warm-up)
         # condition_dim > 0 only for the CVAE: extra inputs (a one-hot label) for both networks.
-        self.encoder = GaussianEncoder(input_dim + condition_dim, hidden, latent, rng=rng)
-        self.decoder = Decoder(latent + condition_dim, hidden, input_dim, rng=rng, likelihood=likelihood)
+        self.encoder = GaussianEncoder(input_dim + condition_dim, hidden, latent, rng=rng, activation=activation)
+        self.decoder = Decoder(
+            latent + condition_dim, hidden, input_dim, rng=rng, likelihood=likelihood, activation=activation
+        )
 
     # -- what the networks see (the CVAE appends the label here) -----------------------
     def encoder_input(self, x: Tensor, y: np.ndarray | None) -> Tensor:
@@ -110,11 +121,19 @@ class VAE(Module):
         return self.beta * min(1.0, self.step / self.warmup_steps)
 
     def loss(self, x: Any, y: np.ndarray | None, rng: Generator) -> dict[str, Tensor]:
-        """One-sample negative ELBO with weighted KL; entries are batch means (nats per example)."""
+        """Negative ELBO with weighted KL; entries are batch means (nats per example).
+
+        One draw of z per example; with ``samples=k`` the reconstruction term is the
+        average over k draws (a lower-variance estimate of the same ELBO).
+        """
         x = as_input(x, self)
         q = self.posterior(x, y)
-        z = q.rsample(rng=rng)
-        recon = self.decoder.nll(self.decoder(self.decoder_input(z, y)), x)
+        if self.samples == 1:
+            z = q.rsample(rng=rng)
+            recon = self.decoder.nll(self.decoder(self.decoder_input(z, y)), x)
+        else:
+            z = q.rsample(rng=rng, sample_shape=(self.samples,))  # (k, batch, latent)
+            recon = self.decoder.nll(self.decoder(self.decoder_input(z, y)), x).mean(axis=0)
         kl = q.kl_standard()
         return {
             "loss": (recon + self.kl_weight() * kl).mean(),
