@@ -22,8 +22,12 @@ def test_demo_writes_figures_and_metrics(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["latent"] == 2 and len(metrics["epochs"]) == 3
     assert np.isfinite(metrics["final"]["test_neg_elbo_nats"])
-    # Running the demo again into the same folder just works (it starts afresh).
-    assert main(["demo", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    # Running the demo again into the same folder replaces nothing unless asked to.
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["demo", "--epochs", "1", "--out", str(out), "--quiet"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert main(["demo", "--epochs", "1", "--out", str(out), "--quiet", "--overwrite"]) == 0
     assert len(json.loads((out / "metrics.json").read_text())["epochs"]) == 1
 
 
@@ -84,7 +88,12 @@ def test_gradcheck_report_lists_every_parameter():
     [
         (["train", "vae", "--epochs", "-3"], "expected a positive integer, got -3"),
         (["train", "vae", "--epochs", "many"], "expected a positive integer, got 'many'"),
-        (["train", "vqvae"], "invalid choice: 'vqvae'"),
+        (["train", "no-such-model"], "invalid choice: 'no-such-model'"),
+        (["eval", "somewhere", "--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
+        (["sample", "somewhere", "--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
+        (["gradcheck", "vae", "--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
+        (["train", "vae", "--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
+        (["estimators", "--dim", "0"], "argument --dim: expected a positive integer, got 0"),
         (["train", "vae", "--data", "cifar"], "invalid choice: 'cifar'"),
         (["train", "vae", "--lr", "0"], "expected a positive number"),
         (["gradcheck", "nope"], "invalid choice: 'nope'"),

@@ -60,4 +60,4 @@ def test_derive_exits_nonzero_on_a_failing_table(monkeypatch, capsys):
 
 def test_derive_unknown_topic_is_an_error(capsys):
     assert main(["derive", "no_such_topic"]) == 2
-    assert "choose from" in capsys.readouterr().out
+    assert "choose from" in capsys.readouterr().err

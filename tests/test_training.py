@@ -14,6 +14,7 @@ from minivae.training.trainer import (
     CheckpointError, TrainConfig, Trainer, TrainingDiverged, atomic_write_bytes, load_checkpoint, load_run,
     read_checkpoint,
 )
+from minivae.training.runfolder import RunFolderError
 
 
 def small(**overrides):
@@ -77,11 +78,14 @@ def test_resume_refuses_other_settings_and_fresh_runs_refuse_to_overwrite(tmp_pa
     Trainer(small(epochs=1), tmp_path, progress=False).fit()
     with pytest.raises(CheckpointError, match="lr: saved 0.003, now 0.01"):
         Trainer(small(epochs=2, lr=1e-2), tmp_path, resume=True, progress=False)
-    with pytest.raises(CheckpointError, match="--resume"):
+    with pytest.raises(RunFolderError, match="already holds a run .*pass --resume to continue it, --overwrite"):
         Trainer(small(epochs=2), tmp_path, progress=False)
-    before = (tmp_path / "checkpoint.npz").read_bytes()
-    Trainer(small(epochs=1), tmp_path, overwrite=True, progress=False)  # explicitly allowed
-    assert (tmp_path / "checkpoint.npz").read_bytes() == before  # nothing is replaced until an epoch ends
+    (tmp_path / "eval.json").write_text("{}")  # written by `minivae eval` for the old run
+    (tmp_path / "notes.txt").write_text("mine")  # not a run file: never touched
+    Trainer(small(epochs=1, lr=1e-2), tmp_path, overwrite=True, progress=False)  # explicitly allowed
+    # The old run's files are gone, so nothing of it mixes with the new run; the user's file stays.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "notes.txt"]
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == 1e-2
 
 
 def test_loading_another_architecture_names_parameters_and_settings(tmp_path):
@@ -98,7 +102,7 @@ def test_loading_another_architecture_names_parameters_and_settings(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing.npz", model)
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="not a minivae checkpoint"):
         read_checkpoint(tmp_path / "junk.npz")
 
 
@@ -114,10 +118,11 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tmp_path):
         trainer.fit()
     message = str(info.value)
     assert "epoch 2, step 13" in message and "batch 1 of 12" in message
-    assert "last good checkpoint" in message and "after epoch 1" in message
+    assert "checkpoint.npz (after epoch 1) and the metrics were kept" in message
     assert (tmp_path / "checkpoint.npz").read_bytes() == saved_bytes
     assert all(np.isfinite(v).all() for v in saved.params.values())
-    assert json.loads((tmp_path / "metrics.json").read_text())["final"]["epoch"] == 1
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["stopped"]["checkpoint_epoch"] == 1 and "epoch 2, step 13" in metrics["stopped"]["reason"]
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf - inf in the forward pass, on purpose
@@ -156,14 +161,18 @@ def test_other_models_and_point_data_train(tmp_path):
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+    with pytest.raises(ValueError, match="--epochs must be a positive integer"):
         small(epochs=-1)
-    with pytest.raises(ValueError, match="unknown 'vqvae'"):
-        small(model="vqvae")
+    with pytest.raises(ValueError, match="unknown 'no-such-model'"):
+        small(model="no-such-model")
     with pytest.raises(ValueError, match="data: unknown 'cifar'"):
         small(data="cifar")
-    with pytest.raises(ValueError, match="lr must be positive"):
+    with pytest.raises(ValueError, match="--lr must be positive"):
         small(lr=0.0)
+    with pytest.raises(ValueError, match="--seed must be an integer >= 0, got -1"):
+        small(seed=-1)
+    with pytest.raises(ValueError, match="--likelihood mse: model vae supports bernoulli, gaussian"):
+        small(likelihood="mse")
 
 
 def test_iwae_trained_model_has_a_likelihood_at_least_as_good_as_the_vae(tmp_path):

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "minivae.cli.models",  # demo, train, eval, sample, gradcheck
     "minivae.cli.derive",  # derive
     "minivae.cli.estimators",  # estimators
+    "minivae.cli.lab",  # lab decoders
 )
 
 
@@ -34,11 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    args.argv = argv  # for messages that repeat the command (e.g. how to resume)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        # Ctrl-C: a short line, not a traceback; every file is written atomically, so nothing is half-saved.
+        print(f"\nminivae {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _version() -> str:

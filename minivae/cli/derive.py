@@ -1,38 +1,95 @@
-"""``minivae derive``: list the derivations, or run their numeric checks."""
+"""``minivae derive``: list the derivations, or run their numeric checks.
+
+The derivations are not part of the ``minivae`` package: they are found through the
+entry-point group ``minivae.derivations`` (declared in pyproject.toml and installed
+with the package), so the command line never imports a top-level folder by name.
+A provider is a module with ``topics()``, ``resolve(name)``, ``load(topic)`` and
+``run(topic, plot_dir=None)`` (see ``derivations/__init__.py``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from importlib.metadata import entry_points
+from types import ModuleType
+
+GROUP = "minivae.derivations"
+
+
+class NoDerivations(LookupError):
+    """No provider is installed in the entry-point group."""
+
+
+def providers() -> list[ModuleType]:
+    """Every installed derivation provider, in name order; NoDerivations when there is none."""
+    found = sorted(entry_points(group=GROUP), key=lambda ep: ep.name)
+    if not found:
+        raise NoDerivations(
+            f"no derivations are installed (the entry-point group {GROUP!r} is empty); "
+            "install minivae from its source folder with `pip install .`, which includes them"
+        )
+    return [ep.load() for ep in found]
+
+
+def topics() -> dict[str, ModuleType]:
+    """{topic: the provider that holds it}, in reading order."""
+    owner: dict[str, ModuleType] = {}
+    for provider in providers():
+        for topic in provider.topics():
+            owner.setdefault(topic, provider)
+    return dict(sorted(owner.items()))
 
 
 def register(subparsers) -> None:
+    from minivae.cli.models import HELP
+
     p = subparsers.add_parser(
         "derive",
         help="list the derivations or check them numerically",
         description="Without NAME, list the derivation topics. With NAME (a topic, its number, or 'all'), "
         "evaluate both sides of every numbered equation and print the tables; exit 1 on any FAIL.",
+        **HELP,
     )
     p.add_argument("name", nargs="?", help="topic name or number (e.g. 05 or 05_kl_gaussians), or 'all'")
     p.add_argument("--plot", metavar="DIR", help="also write the topic's figures (PNG) into DIR")
     p.set_defaults(func=_derive)
 
 
-def _derive(args: argparse.Namespace) -> int:
-    import derivations
+def _error(message: object) -> int:
+    print(f"minivae derive: error: {message}", file=sys.stderr)
+    return 2
 
+
+def _derive(args: argparse.Namespace) -> int:
+    try:
+        owners = topics()
+    except NoDerivations as err:
+        return _error(err)
     if not args.name:
-        for topic, module in derivations.topics().items():
-            title = getattr(derivations.load(topic), "TITLE", "")
+        for topic, provider in owners.items():
+            title = getattr(provider.load(topic), "TITLE", "")
             print(f"{topic:<28} {title}")
         return 0
-    try:
-        names = derivations.resolve(args.name)
-    except KeyError as err:
-        print(err.args[0])
-        return 2
+    names: list[str] = []
+    problems = []
+    for provider in dict.fromkeys(owners.values()):
+        try:
+            names += [t for t in provider.resolve(args.name) if t not in names]
+        except KeyError as err:
+            problems.append(err.args[0])
+    if not names:
+        return _error(problems[0] if problems else f"no topic {args.name!r}")
+    if args.plot:
+        from minivae.training.runfolder import RunFolderError, writable_folder
+
+        try:
+            writable_folder(args.plot, "--plot")  # before any check runs, not after
+        except RunFolderError as err:
+            return _error(err)
     failed = []
     for topic in names:
-        table = derivations.run(topic, plot_dir=args.plot)
+        table = owners[topic].run(topic, plot_dir=args.plot)
         print(table.render())
         print()
         if not table.ok:

@@ -8,10 +8,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+#: Normal draws one table may take (--dim x --samples x --seeds): about a minute on one core.
+#: Beyond it the command refuses up front instead of running for minutes without a word.
+MAX_DRAWS = 200_000_000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from minivae.cli.models import HELP, _checked
     from minivae.labs.variance import FUNCTIONS
+
+    at_least_2 = _checked(int, lambda v: v >= 2, "an integer >= 2")
 
     p = subparsers.add_parser(
         "estimators",
@@ -21,11 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "every estimator over many seeds; print mean, variance, error against the exact gradient and "
             "time per sample."
         ),
+        **HELP,
     )
-    p.add_argument("--f", dest="function", choices=FUNCTIONS, default="quadratic", help="test function (default quadratic)")
-    p.add_argument("--dim", type=int, default=5, help="latent dimension D (default 5)")
-    p.add_argument("--samples", type=int, default=100, help="samples per gradient estimate (default 100)")
-    p.add_argument("--seeds", type=int, default=200, help="independent estimates per estimator (default 200)")
+    from minivae.cli.models import positive_int
+
+    p.add_argument("--f", dest="function", choices=FUNCTIONS, default="quadratic", help="test function")
+    p.add_argument("--dim", type=positive_int, default=5, help="latent dimension D")
+    p.add_argument("--samples", type=at_least_2, default=100, help="samples per gradient estimate")
+    p.add_argument("--seeds", type=at_least_2, default=200, help="independent estimates per estimator")
     p.add_argument("--plot", metavar="DIR", default=None, help="also write variance-vs-D and variance-vs-n figures here")
     p.add_argument("--vae", action="store_true", help="also measure encoder-gradient variance on a trained Gaussian VAE")
     p.set_defaults(func=run)
@@ -34,9 +45,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from minivae.labs import variance as lab
 
-    for name, value, low in (("--dim", args.dim, 1), ("--samples", args.samples, 2), ("--seeds", args.seeds, 2)):
-        if value < low:
-            raise SystemExit(f"minivae estimators: {name} must be >= {low}, got {value}")
+    draws = args.dim * args.samples * args.seeds
+    if draws > MAX_DRAWS:
+        print(f"minivae estimators: error: --dim {args.dim} --samples {args.samples} --seeds {args.seeds} means "
+              f"{draws:.3g} normal draws per estimator, above the limit of {MAX_DRAWS:.0e} (about a minute); "
+              "lower one of them", file=sys.stderr)
+        return 2
+    if args.plot:
+        from minivae.training.runfolder import RunFolderError, writable_folder
+
+        try:
+            writable_folder(args.plot, "--plot")  # before the minutes of work, not after
+        except RunFolderError as err:
+            print(f"minivae estimators: error: {err}", file=sys.stderr)
+            return 2
     problem = lab.make_problem(args.function, args.dim)
     stats = lab.run_estimators(problem, args.samples, args.seeds)
     print(lab.format_table(problem, stats))

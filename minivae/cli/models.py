@@ -8,12 +8,14 @@
     minivae gradcheck vae                          # finite differences vs backward, float64
 
 Every command returns an exit code: 0 success, 1 a failed check or diverged
-training, 2 bad arguments or unusable files (argparse's own convention).
+training, 2 bad arguments or unusable files (argparse's own convention), 130 when
+interrupted with Ctrl-C. Errors are one line naming the flag or file at fault.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -40,12 +42,22 @@ def _checked(kind: type, accept: Callable[[Any], bool], expected: str) -> Callab
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+            value = _integral_float(text) if kind is int else None  # "1e8" is an integer too
+            if value is None:
+                raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
         if not accept(value):
             raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
         return value
 
     return parse
+
+
+def _integral_float(text: str) -> int | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else None
 
 
 positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
@@ -59,6 +71,20 @@ def _error(command: str, message: Any) -> int:
     return 2
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's formatter that appends "(default: X)", except where there is nothing to show
+    (on/off flags, a default of None) or the help text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+#: Every command shows its defaults in --help.
+HELP = {"formatter_class": DefaultsFormatter}
+
+
 def single_threaded_blas():
     """One BLAS thread: faster for these small matrices (see minivae.training.blas_threads)."""
     from minivae.training.trainer import blas_threads
@@ -67,7 +93,7 @@ def single_threaded_blas():
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="array backend (default numpy)")
+    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="array backend")
 
 
 def _set_backend(name: str) -> None:
@@ -81,35 +107,49 @@ def _set_backend(name: str) -> None:
 # =============================================================================
 
 
-def _run_training(command: str, config, out: Path, *, resume: bool, overwrite: bool, quiet: bool, figures: bool) -> int:
+def _run_training(command: str, config, out: Path, args: argparse.Namespace, *, figures: bool) -> int:
+    from minivae.nn import StateDictError
     from minivae.providers.backend import BackendError
     from minivae.training.data import DataError
     from minivae.training.figures import write_figures
-    from minivae.nn import StateDictError
+    from minivae.training.memory import MemoryEstimateError
+    from minivae.training.runfolder import RunFolderError
     from minivae.training.trainer import CheckpointError, Trainer, TrainingDiverged
 
+    quiet = args.quiet
     started = time.perf_counter()
     with single_threaded_blas():
         try:
-            trainer = Trainer(config, out, resume=resume, overwrite=overwrite, progress=not quiet)
-        except (BackendError, CheckpointError, StateDictError, DataError, ValueError) as err:
+            trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite, progress=not quiet)
+        except (BackendError, CheckpointError, StateDictError, DataError, RunFolderError, MemoryEstimateError,
+                ValueError) as err:
             return _error(command, err)
-        if trainer.epoch >= config.epochs:
-            print(f"{out}: already trained for {trainer.epoch} epochs (--epochs {config.epochs}); nothing to do")
-        try:
-            every = max(1, config.epochs // 20)  # about 20 lines, whatever the number of epochs
-            trainer.fit(on_epoch_end=None if quiet else lambda row: _print_epoch(row, every, config.epochs))
-        except TrainingDiverged as err:
-            print(f"minivae {command}: {err}", file=sys.stderr)
-            return 1
-        paths = write_figures(trainer.model, trainer.train_set, trainer.test_set, trainer.history, out, config.seed) if figures else []
+        with trainer:
+            if trainer.epoch >= config.epochs:
+                print(f"{out}: already trained for {trainer.epoch} epochs (--epochs {config.epochs}); nothing to do")
+            try:
+                every = max(1, config.epochs // 20)  # about 20 lines, whatever the number of epochs
+                trainer.fit(on_epoch_end=None if quiet else lambda row: _print_epoch(row, every, config.epochs))
+            except TrainingDiverged as err:
+                print(f"minivae {command}: {err}", file=sys.stderr)
+                return 1
+            except KeyboardInterrupt:
+                print(f"\nminivae {command}: interrupted at epoch {trainer.epoch + 1}; {trainer.kept()}; "
+                      f"resume with: {_resume_command(args)}", file=sys.stderr)
+                return 130
+            # The checkpoint and metrics are on disk: what follows is optional and may fail without loss.
+            report = _optional(command, "the latent diagnostics", lambda: trainer.finish(progress=not quiet))
+            paths = []
+            if figures:
+                paths = _optional(command, "the figures", lambda: write_figures(
+                    trainer.model, trainer.train_set, trainer.test_set, trainer.history, out, config.seed)) or []
     seconds = time.perf_counter() - started
     last = trainer.history[-1]["test"] if trainer.history else {}
+    units = "squared error" if config.likelihood == "mse" else "nats"
     print(f"\n{config.model} on {config.data}: {trainer.epoch} epochs in {seconds:.1f} s; test set, per example "
-          "(loss, recon, kl, neg_elbo in nats):")
+          f"({units}):")
     for name, value in last.items():
         print(f"  {name:<12} {value:9.3f}")
-    report = trainer.diagnostics() if trainer.history else None
     if report is not None:
         from minivae.training.diagnostics import format_report
 
@@ -117,6 +157,22 @@ def _run_training(command: str, config, out: Path, *, resume: bool, overwrite: b
     print(f"wrote to {out}/: config.json, metrics.json, metrics.csv, checkpoint.npz"
           + "".join(f", {p.name}" for p in paths))
     return 0
+
+
+def _optional(command: str, what: str, make: Callable[[], Any]) -> Any:
+    """Run an optional last step; a failure is a warning (what is already saved stays saved)."""
+    try:
+        return make()
+    except (OSError, ValueError, ArithmeticError, MemoryError) as err:
+        print(f"minivae {command}: warning: {what} could not be made ({type(err).__name__}: {err}); "
+              "the checkpoint and metrics are saved", file=sys.stderr)
+        return None
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command line that continues this run: the same one, with --resume instead of --overwrite."""
+    argv = [a for a in getattr(args, "argv", None) or sys.argv[1:] if a != "--overwrite"]
+    return shlex.join(["minivae", *argv, *([] if "--resume" in argv else ["--resume"])])
 
 
 def _print_epoch(row: dict[str, Any], every: int, last: int) -> None:
@@ -132,14 +188,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     config = TrainConfig(**DEMO, epochs=args.epochs, seed=args.seed, backend=args.backend)
     print(f"demo: a VAE with a 2-D latent space on the 8x8 digits, {args.epochs} epochs -> {args.out}/")
-    # The demo always starts afresh in its folder: running it twice must just work.
-    return _run_training("demo", config, Path(args.out), resume=False, overwrite=True, quiet=args.quiet, figures=True)
+    return _run_training("demo", config, Path(args.out), args, figures=True)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from minivae.training.trainer import TrainConfig
 
+    from minivae.training.config import likelihoods_of
+
     out = Path(args.out) if args.out else Path("runs") / f"{args.model}-{args.data}"
+    supported = likelihoods_of(args.model)
+    if args.likelihood is not None and args.likelihood not in supported:
+        if not supported:
+            return _error("train", f"--likelihood: model {args.model} has no choice of likelihood; drop --likelihood")
+        return _error("train", f"--likelihood {args.likelihood}: model {args.model} supports {', '.join(supported)}")
     try:
         config = TrainConfig(
             model=args.model, data=args.data, latent=args.latent, hidden=args.hidden, epochs=args.epochs,
@@ -150,9 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         return _error("train", err)
-    return _run_training(
-        "train", config, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet, figures=not args.no_figures
-    )
+    return _run_training("train", config, out, args, figures=not args.no_figures)
 
 
 # =============================================================================
@@ -160,71 +220,119 @@ def cmd_train(args: argparse.Namespace) -> int:
 # =============================================================================
 
 
-def _load(command: str, run_dir: str, backend_name: str):
-    from minivae.providers.backend import BackendError
+def _load(command: str, args: argparse.Namespace):
+    """(config, model, checkpoint) of ``args.run_dir``, or None after printing a one-line error."""
     from minivae.nn import StateDictError
+    from minivae.providers.backend import BackendError
+    from minivae.training.data import DataError
     from minivae.training.trainer import CheckpointError, load_run
 
     try:
-        _set_backend(backend_name)
-        return load_run(run_dir)
-    except (BackendError, CheckpointError, StateDictError, ValueError) as err:
+        _set_backend(args.backend)
+        return load_run(args.run_dir, data_dir=args.data_dir, download=args.download)
+    except (BackendError, CheckpointError, StateDictError, DataError, ValueError) as err:
         print(f"minivae {command}: error: {err}", file=sys.stderr)
         return None
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def _output(command: str, args: argparse.Namespace, default: Path, replaceable: bool):
+    """The checked output path (``args.out`` or ``default``), or None after printing a one-line error.
+
+    Checked before any work: a long evaluation must not end in 'cannot write'.
+    ``replaceable``: the default file is this command's own and may be replaced.
+    """
+    from minivae.training.runfolder import RunFolderError, writable_file
+
+    out = Path(args.out) if args.out else default
+    try:
+        return writable_file(out, "--out", overwrite=args.overwrite or (replaceable and not args.out))
+    except RunFolderError as err:
+        hint = "" if args.out or "choose another" in str(err) else " (pass --out FILE to write elsewhere)"
+        print(f"minivae {command}: error: {err}{hint}", file=sys.stderr)
+        return None
+
+
+def _log_likelihoods(model, test, k: int, chunk: int, seed: int, conditional: bool) -> np.ndarray:
+    """Importance-sampled ln p(x) (ln p(x|y) for a conditional model), a block of examples at a time with progress."""
     from minivae.models import importance_log_likelihood
     from minivae.random import Generator
-    from minivae.training.trainer import atomic_write_json, evaluate, load_data
 
-    loaded = _load("eval", args.run_dir, args.backend)
+    rng = Generator(seed)
+    block = 100  # importance_log_likelihood's own batch: the draws are the same as in one call
+    parts = []
+    with tqdm(total=len(test), desc=f"ln p(x), k={k}", unit="example", dynamic_ncols=True) as bar:
+        for start in range(0, len(test), block):
+            rows = slice(start, start + block)
+            parts.append(importance_log_likelihood(model, test.x[rows], k=k, rng=rng, chunk=chunk, batch_size=block,
+                                                   y=test.y[rows] if conditional else None))
+            bar.update(len(parts[-1]))
+    return np.concatenate(parts)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from minivae.random import Generator
+    from minivae.training.memory import MemoryEstimateError, check_fits
+    from minivae.training.runfolder import atomic_write_json
+    from minivae.training.trainer import evaluate, load_data
+
+    loaded = _load("eval", args)
     if loaded is None:
         return 2
     config, model, ckpt = loaded
+    out = _output("eval", args, Path(args.run_dir) / "eval.json", replaceable=True)
+    if out is None:
+        return 2
+    conditional = getattr(model, "conditional", False)
     _, test = load_data(config)
+    if hasattr(model, "log_weights"):
+        # The (k, 100) log-weights of a block are kept, plus chunk x 100 decoder outputs at a time.
+        try:
+            check_fits(16 * args.k * 100 + 16 * min(args.chunk, args.k) * 100 * test.dim,
+                       f"--k {args.k} --chunk {args.chunk}")
+        except MemoryEstimateError as err:
+            return _error("eval", err)
     with single_threaded_blas():
+        print(f"evaluating {config.model} on {len(test)} test examples of {config.data}")
         metrics = evaluate(model, test, Generator(args.seed))
         result: dict[str, Any] = {"run": str(args.run_dir), "epoch": ckpt.epoch, "test_examples": len(test)}
         result.update({f"test_{k}": v for k, v in metrics.items()})
         if hasattr(model, "log_weights"):
             started = time.perf_counter()
-            ll = importance_log_likelihood(model, test.x, k=args.k, rng=Generator(args.seed + 1),
-                                           y=test.y if getattr(model, "conditional", False) else None,
-                                           chunk=args.chunk)
+            ll = _log_likelihoods(model, test, args.k, args.chunk, args.seed + 1, conditional)
             result.update({
                 "test_log_likelihood": float(ll.mean()),
                 "test_log_likelihood_stderr": float(ll.std(ddof=1) / np.sqrt(len(ll))) if len(ll) > 1 else 0.0,
+                "log_likelihood_of": "ln p(x|y)" if conditional else "ln p(x)",
                 "k": args.k,
                 "seconds_log_likelihood": round(time.perf_counter() - started, 3),
             })
-    print(f"{args.run_dir}: {config.model} on {config.data}, epoch {ckpt.epoch}, {len(test)} test examples (nats per example)")
+    units = "squared error" if config.likelihood == "mse" else "nats"
+    print(f"{args.run_dir}: {config.model} on {config.data}, epoch {ckpt.epoch}, {len(test)} test examples "
+          f"({units} per example)")
     if "test_recon" in result:
         print(f"  reconstruction  -ln p(x|z)      {result['test_recon']:9.3f}")
     if "test_neg_elbo" in result:
         print(f"  -ELBO                           {result['test_neg_elbo']:9.3f}")
     if "test_log_likelihood" in result:
-        print(f"  ln p(x), importance-sampled, k={args.k:<5} {result['test_log_likelihood']:9.3f} "
+        what = f"{'ln p(x|y)' if conditional else 'ln p(x)'}, importance-sampled, k={args.k}"
+        print(f"  {what:<31} {result['test_log_likelihood']:9.3f} "
               f"± {result['test_log_likelihood_stderr']:.3f}")
-    out = Path(args.run_dir) / "eval.json"
     atomic_write_json(out, result)
     print(f"wrote {out}")
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from minivae.training.figures import plot_samples
     from minivae.random import Generator
+    from minivae.training.figures import plot_samples
     from minivae.training.trainer import load_data
 
-    loaded = _load("sample", args.run_dir, args.backend)
+    loaded = _load("sample", args)
     if loaded is None:
         return 2
     config, model, _ = loaded
     if not hasattr(model, "sample"):
         return _error("sample", f"a {config.model} model cannot generate samples")
-    train, _ = load_data(config)
-    out = Path(args.out) if args.out else Path(args.run_dir) / "samples.png"
     label = None
     if args.label is not None:
         if not getattr(model, "conditional", False):
@@ -232,6 +340,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if not 0 <= args.label < model.num_classes:
             return _error("sample", f"--label must be in [0, {model.num_classes}), got {args.label}")
         label = args.label
+    # Never the training's samples.png: a name of its own, refused if it exists (unless --overwrite).
+    name = f"samples-n{args.n}-seed{args.seed}" + (f"-label{label}" if label is not None else "") + ".png"
+    out = _output("sample", args, Path(args.run_dir) / name, replaceable=False)
+    if out is None:
+        return 2
+    train, _ = load_data(config)
     plot_samples(model, Generator(args.seed), train.image_shape, out, n=args.n, data=train, y=label)
     print(f"wrote {args.n} samples to {out}")
     return 0
@@ -267,7 +381,10 @@ def gradcheck_model(name: str, seed: int = 0):
     x = data.numpy.random((batch, input_dim))  # pixels in [0, 1]
     y = data.numpy.integers(0, classes, size=batch)
     noise = Generator(seed + 2)  # rewound before every evaluation: the same eps each time
-    return gradcheck(lambda: model.loss(x, y, noise)["loss"], model, rng=noise, raise_on_failure=False)
+    # The VQ-VAE's loss is piecewise constant in the encoder output; its gradient comes from
+    # straight-through nodes, checked against the surrogate they differentiate (models/vqvae.py).
+    fn = model.gradcheck_loss(x, y, noise) if hasattr(model, "gradcheck_loss") else lambda: model.loss(x, y, noise)["loss"]
+    return gradcheck(fn, model, rng=noise, raise_on_failure=False)
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
@@ -283,66 +400,93 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 # =============================================================================
 
 
+def _likelihood_help() -> str:
+    from minivae.models import MODELS
+    from minivae.training.config import ALL_LIKELIHOODS, likelihoods_of
+
+    by = {name: [m for m in MODELS if name in likelihoods_of(m)] for name in ALL_LIKELIHOODS}
+    none = [m for m in MODELS if not likelihoods_of(m)]
+    return ("decoder likelihood (default: bernoulli for images, gaussian for 2-D points); "
+            + "; ".join(f"{name}: {', '.join(models)}" for name, models in by.items() if models)
+            + (f"; none to choose for {', '.join(none)}" if none else ""))
+
+
+def _add_data_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None,
+                   help="folder with the MNIST / Fashion-MNIST IDX files (default: the run's own setting)")
+    p.add_argument("--download", action="store_true",
+                   help="download MNIST / Fashion-MNIST if missing (never done without this flag)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from minivae.training.data import DATASET_NAMES
     from minivae.models import MODELS
     from minivae.models.bvae import ESTIMATORS
+    from minivae.training.config import ALL_LIKELIHOODS
+    from minivae.training.data import DATASET_NAMES
 
-    p = subparsers.add_parser("demo", help="train a 2-D VAE on the digits and write all figures (~10-20 s)")
-    p.add_argument("--epochs", type=positive_int, default=DEMO_EPOCHS, help=f"default {DEMO_EPOCHS}")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    seed_help = "random seed (an integer >= 0)"
+    p = subparsers.add_parser("demo", help="train a 2-D VAE on the digits and write all figures (~10-20 s)", **HELP)
+    p.add_argument("--epochs", type=positive_int, default=DEMO_EPOCHS, help="training epochs")
+    p.add_argument("--seed", type=non_negative_int, default=0, help=seed_help)
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue the demo run in --out after its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (its files are removed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     _add_backend(p)
     p.set_defaults(func=cmd_demo)
 
-    p = subparsers.add_parser("train", help="train a model; metrics, checkpoint and figures go to --out")
+    p = subparsers.add_parser("train", help="train a model; metrics, checkpoint and figures go to --out", **HELP)
     p.add_argument("model", choices=sorted(MODELS), help="which model")
-    p.add_argument("--data", choices=DATASET_NAMES, default="digits")
-    p.add_argument("--latent", type=positive_int, default=2)
+    p.add_argument("--data", choices=DATASET_NAMES, default="digits", help="data set")
+    p.add_argument("--latent", type=positive_int, default=2, help="latent dimensions")
     p.add_argument("--hidden", type=positive_int, nargs="+", default=[128], help="width of each hidden layer")
-    p.add_argument("--epochs", type=positive_int, default=100)
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--epochs", type=positive_int, default=100, help="training epochs")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="examples per step")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     p.add_argument("--beta", type=non_negative_float, default=1.0, help="KL weight (vae, cvae; beta-VAE when > 1)")
     p.add_argument("--warmup", type=non_negative_int, default=0, help="epochs of linear KL warm-up (vae, cvae)")
     p.add_argument("--k", type=positive_int, default=5, help="importance samples (iwae)")
     p.add_argument("--noise", choices=("gaussian", "mask"), default="gaussian", help="corruption (dae)")
     p.add_argument("--noise-level", type=non_negative_float, default=0.3, help="noise std or mask probability (dae)")
-    p.add_argument("--likelihood", choices=("bernoulli", "gaussian", "mse"), default=None,
-                   help="decoder likelihood (default: bernoulli for images, gaussian for 2-D points)")
+    p.add_argument("--likelihood", choices=ALL_LIKELIHOODS, default=None, help=_likelihood_help())
     p.add_argument("--estimator", choices=ESTIMATORS, default="reinforce-baseline",
                    help="gradient estimator for the discrete latents of bvae")
-    p.add_argument("--test-fraction", type=positive_float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-fraction", type=positive_float, default=0.2, help="share of digits / 2-D points held out")
+    p.add_argument("--seed", type=non_negative_int, default=0, help=seed_help)
     p.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATA)")
-    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
-    p.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
-    p.add_argument("--data-dir", default=None, help="folder with MNIST / Fashion-MNIST IDX files")
-    p.add_argument("--download", action="store_true", help="download MNIST / Fashion-MNIST if missing")
-    p.add_argument("--no-figures", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz (an error if none)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (its files are removed)")
+    _add_data_source(p)
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     _add_backend(p)
     p.set_defaults(func=cmd_train)
 
-    p = subparsers.add_parser("eval", help="test reconstruction, -ELBO and importance-sampled log-likelihood of a run")
-    p.add_argument("run_dir")
-    p.add_argument("--k", type=positive_int, default=1000, help="importance samples per test example (default 1000)")
+    p = subparsers.add_parser("eval", help="test reconstruction, -ELBO and importance-sampled log-likelihood of a run",
+                              **HELP)
+    p.add_argument("run_dir", help="the run folder (holds checkpoint.npz)")
+    p.add_argument("--k", type=positive_int, default=1000, help="importance samples per test example")
     p.add_argument("--chunk", type=positive_int, default=100, help="samples evaluated at once (memory bound)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help=seed_help)
+    p.add_argument("--out", default=None, help="JSON file for the results (default RUN_DIR/eval.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    _add_data_source(p)
     _add_backend(p)
     p.set_defaults(func=cmd_eval)
 
-    p = subparsers.add_parser("sample", help="draw samples from a trained model into a PNG")
-    p.add_argument("run_dir")
-    p.add_argument("--n", type=positive_int, default=64)
-    p.add_argument("--out", default=None, help="PNG path (default RUN_DIR/samples.png)")
+    p = subparsers.add_parser("sample", help="draw samples from a trained model into a PNG", **HELP)
+    p.add_argument("run_dir", help="the run folder (holds checkpoint.npz)")
+    p.add_argument("--n", type=positive_int, default=64, help="number of samples")
+    p.add_argument("--out", default=None, help="PNG file (default RUN_DIR/samples-nN-seedS.png)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--label", type=int, default=None, help="class to generate (cvae)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help=seed_help)
+    _add_data_source(p)
     _add_backend(p)
     p.set_defaults(func=cmd_sample)
 
-    p = subparsers.add_parser("gradcheck", help="finite-difference check of a tiny model's gradients (float64)")
-    p.add_argument("model", choices=sorted(MODELS))
-    p.add_argument("--seed", type=int, default=0)
+    p = subparsers.add_parser("gradcheck", help="finite-difference check of a tiny model's gradients (float64)",
+                              **HELP)
+    p.add_argument("model", choices=sorted(MODELS), help="which model")
+    p.add_argument("--seed", type=non_negative_int, default=0, help=seed_help)
     p.set_defaults(func=cmd_gradcheck)

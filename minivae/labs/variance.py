@@ -398,6 +398,7 @@ def vae_encoder_gradient_variance(
     weights) per estimator, their ratio and the gap between the two mean gradients.
     """
     from minivae.training.data import batches, load_digits
+    from minivae.training.step import training_step
 
     train, test = load_digits("train"), load_digits("test")
     rng = Generator(seed)
@@ -406,9 +407,7 @@ def vae_encoder_gradient_variance(
     step = 0
     while step < train_steps:
         for xb, yb in batches(train, 64, rng=rng):
-            opt.zero_grad()
-            model.loss(xb, None, rng)["loss"].backward()
-            opt.step()
+            training_step(model, opt, xb, None, rng)  # the Trainer's step: loss, check, backward, update
             step += 1
             if step >= train_steps:
                 break

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import importlib.util
 import os
 import struct
@@ -309,7 +310,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         )
     dims = struct.unpack(f">{ndim}I", data[4:header_size])
     dtype = _IDX_TYPES[type_code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    # Python integers: a header may declare sizes whose product overflows 64 bits.
+    expected = math.prod(dims) * dtype.itemsize
     found = len(data) - header_size
     if found != expected:
         problem = "truncated" if found < expected else "too long"
@@ -507,8 +509,8 @@ def load_mnist(
             listing = "\n  ".join(str(p) for p in tried)
             raise DataError(
                 f"{kind} {split} file {stem}[.gz] not found; tried:\n  {listing}\n"
-                f"Pass download=True to fetch it from {base_url} into {cache}, "
-                f"or put the file (raw or .gz) in one of those folders yourself."
+                f"Pass --download (download=True in Python) to fetch it from {base_url} into {cache}, "
+                f"or put the file (raw or .gz) in a folder given with --data-dir (root=)."
             )
         paths.append(found)
 
@@ -521,6 +523,8 @@ def load_mnist(
         )
     if labels.ndim != 1 or labels.dtype != np.uint8:
         raise DataError(f"{labels_path}: expected uint8 labels of shape (n,), got {labels.dtype} {labels.shape}")
+    if len(images) == 0:
+        raise DataError(f"{images_path}: the file holds 0 images (header shape {images.shape}); expected at least 1")
     if len(images) != len(labels):
         raise DataError(
             f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels; "

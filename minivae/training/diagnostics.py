@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
+from tqdm import tqdm
 
 from minivae.providers import backend
 from minivae.distributions import Normal
@@ -89,11 +90,16 @@ def kl_per_dimension(kind: str, params: dict[str, np.ndarray]) -> np.ndarray:
     return (p * log_p + (1.0 - p) * log_1mp + math.log(2.0)).mean(axis=0)
 
 
-def _log_q_matrix(kind: str, params: dict[str, np.ndarray], z: np.ndarray, chunk: int = 256) -> np.ndarray:
+def _log_q_matrix(
+    kind: str, params: dict[str, np.ndarray], z: np.ndarray, chunk: int = 256, progress: bool = False
+) -> np.ndarray:
     """M[i, j] = ln q(z_i | x_j), filled a chunk of rows at a time to bound memory (chunk × N × D)."""
     n = z.shape[0]
     out = np.empty((n, n))
-    for start in range(0, n, chunk):
+    starts = range(0, n, chunk)
+    if progress:
+        starts = tqdm(starts, desc=f"I(z; x) on {n} examples", unit="chunk", leave=False, dynamic_ncols=True)
+    for start in starts:
         zc = z[start : start + chunk, None, :]  # (c, 1, D) against every x_j (1, N, D)
         if kind == "gaussian":
             mu, lv = params["mu"][None], params["logvar"][None]
@@ -105,7 +111,9 @@ def _log_q_matrix(kind: str, params: dict[str, np.ndarray], z: np.ndarray, chunk
     return out
 
 
-def mutual_information(kind: str, params: dict[str, np.ndarray], rng: Generator, samples: int = 1) -> float:
+def mutual_information(
+    kind: str, params: dict[str, np.ndarray], rng: Generator, samples: int = 1, progress: bool = False
+) -> float:
     """Î(z; x) = mean_i [ln q(z_i|x_i) - logsumexp_j ln q(z_i|x_j) + ln N], z_i ~ q(z|x_i), in nats (≤ ln N)."""
     first = next(iter(params.values()))
     n, d = first.shape
@@ -119,25 +127,37 @@ def mutual_information(kind: str, params: dict[str, np.ndarray], rng: Generator,
         else:
             p = 1.0 / (1.0 + np.exp(-params["logits"]))
             z = (rng.numpy.random((n, d)) < p).astype(np.float64)
-        m = _log_q_matrix(kind, params, z)
+        m = _log_q_matrix(kind, params, z, progress=progress)
         total += float(np.mean(np.diag(m) - logsumexp(m, axis=1) + math.log(n)))
     return total / samples
 
 
 def collapse_warning(kl_dims: np.ndarray, active_mask: np.ndarray, kl_threshold: float = COLLAPSE_KL) -> str | None:
-    """A sentence naming the collapsed dimensions (inactive AND KL below threshold), or None if there are none."""
-    collapsed = np.flatnonzero((~np.asarray(active_mask)) & (np.asarray(kl_dims) < kl_threshold))
+    """A sentence naming the unused latent dimensions, or None when every dimension is active.
+
+    A dimension is unused when it is inactive (its posterior mean does not move with x):
+    then it carries no information about x, whatever its KL. With KL < ``kl_threshold``
+    it has fallen back onto the prior (classic collapse); with a larger KL the encoder
+    pays for a posterior that differs from the prior yet is the same for every x
+    (e.g. after too large a learning rate), which is just as useless.
+    """
+    active_mask = np.asarray(active_mask, dtype=bool)
+    kl_dims = np.asarray(kl_dims)
+    unused = np.flatnonzero(~active_mask)
     d = len(kl_dims)
-    if collapsed.size == 0:
+    if unused.size == 0:
         return None
-    if collapsed.size == d:
+    at_prior = bool((kl_dims[unused] < kl_threshold).all())
+    why = (f"KL < {kl_threshold} nats: q(z|x) is the prior" if at_prior
+           else f"KL {kl_dims[unused].sum():.3g} nats paid for a posterior that ignores x")
+    if unused.size == d:
         return (
-            f"posterior collapse: all {d} latent dimensions are inactive with KL < {kl_threshold} nats; "
-            "the decoder ignores z (try KL warm-up, a weaker decoder, or free bits)"
+            f"posterior collapse: all {d} latent dimensions are inactive (Var_x E[z|x] <= {ACTIVE_THRESHOLD}; {why}); "
+            "z carries no information about x (try a smaller --lr, KL --warmup, or a weaker decoder)"
         )
     return (
-        f"partial posterior collapse: {collapsed.size} of {d} latent dimensions are unused "
-        f"(dims {collapsed.tolist()}: Var_x E[z|x] <= {ACTIVE_THRESHOLD}, KL < {kl_threshold} nats)"
+        f"partial posterior collapse: {unused.size} of {d} latent dimensions are unused "
+        f"(dims {unused.tolist()}: Var_x E[z|x] <= {ACTIVE_THRESHOLD}; {why})"
     )
 
 
@@ -147,6 +167,7 @@ def diagnostics_report(
     rng: Generator | None = None,
     threshold: float = ACTIVE_THRESHOLD,
     mi_samples: int = 1,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """All diagnostics on a (test) set x, as a plain dict:
 
@@ -169,7 +190,7 @@ def diagnostics_report(
         "mean_variance": variance.tolist(),
         "kl_per_dim": kl_dims.tolist(),
         "kl_total": float(kl_dims.sum()),
-        "mutual_information": mutual_information(kind, params, rng, samples=mi_samples),
+        "mutual_information": mutual_information(kind, params, rng, samples=mi_samples, progress=progress),
         "mi_upper_bound": math.log(n),
         "collapse_warning": collapse_warning(kl_dims, mask),
     }
@@ -178,6 +199,8 @@ def diagnostics_report(
 def format_report(report: dict[str, Any]) -> str:
     """A few readable lines from :func:`diagnostics_report`."""
     lines = [
+        *([f"diagnostics on {report['examples']} of {report['test_examples']} test examples (a fixed subsample)"]
+          if report.get("examples", 0) < report.get("test_examples", 0) else []),
         f"active units: {report['active_units']} / {report['latent_dim']} (Var_x E[z|x] > {ACTIVE_THRESHOLD})",
         "KL per dim (nats): " + " ".join(f"{v:.2f}" for v in report["kl_per_dim"]),
         f"KL total: {report['kl_total']:.3f} nats   I(z; x) ~ {report['mutual_information']:.3f} nats "

@@ -4,7 +4,7 @@ Built on matplotlib's object interface (``matplotlib.figure.Figure`` rendered by
 the Agg canvas), so nothing here needs a display or touches pyplot's global state.
 
 - :func:`plot_reconstructions`  inputs in the top row, their reconstructions below
-- :func:`plot_samples`          decoder outputs for z ~ N(0, I) (the generative model)
+- :func:`plot_samples`          decoder outputs for z drawn from the model's prior (the generative model)
 - :func:`plot_latent_manifold`  a 2-D latent space decoded on a grid (needs latent = 2)
 - :func:`plot_latent_scatter`   posterior means of data, coloured by label
 - :func:`plot_loss_curves`      total, reconstruction and KL, train and test, per epoch
@@ -25,11 +25,12 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy.special import ndtri  # Φ⁻¹, what scipy.stats.norm.ppf computes (scipy.stats takes ~0.5 s to import)
 
-from minivae.providers import backend
-from minivae.training.data import Dataset
 from minivae.nn import Module
+from minivae.providers import backend
 from minivae.random import Generator
 from minivae.tensor import Tensor, no_grad
+from minivae.training.data import Dataset
+from minivae.training.runfolder import atomic_write_bytes
 
 
 def _numpy(t: Any) -> np.ndarray:
@@ -38,8 +39,6 @@ def _numpy(t: Any) -> np.ndarray:
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     """Render to memory, then write atomically (a half-written PNG never replaces a good one)."""
-    from minivae.training.trainer import atomic_write_bytes  # training imports models; keep this module light to import
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())
@@ -73,7 +72,8 @@ def _labels_of(model: Module, data: Dataset, rows: slice | np.ndarray) -> np.nda
 def plot_reconstructions(model: Module, data: Dataset, path: str | os.PathLike, n: int = 12) -> Path:
     """Top: n inputs from ``data``; bottom: decode(encode(x)) through the posterior mean."""
     if data.image_shape is None:
-        return _scatter_pairs(data.x, _reconstruct_all(model, data), "data", "reconstruction", path)
+        return _scatter_pairs(data.x, _reconstruct_all(model, data), "data", "reconstruction", path,
+                              f"{data.name}: points and their reconstructions")
     rows = np.linspace(0, len(data) - 1, min(n, len(data))).astype(int)  # spread over the set
     x, y = data.x[rows], _labels_of(model, data, rows)
     with no_grad():
@@ -90,9 +90,31 @@ def _reconstruct_all(model: Module, data: Dataset) -> np.ndarray:
         return _numpy(model.decode(model.encode(data.x, y), y))
 
 
-def _scatter_pairs(a: np.ndarray, b: np.ndarray, label_a: str, label_b: str, path) -> Path:
+def prior_label(model: Module) -> str:
+    """How the model draws z for generation, in words (a model may say it with a ``prior_label`` attribute)."""
+    label = getattr(model, "prior_label", None)
+    if label:
+        return str(label)
+    return "z ~ Bernoulli(½) per dimension" if _discrete_latents(model) else "z ~ N(0, I)"
+
+
+def _discrete_latents(model: Module) -> bool:
+    from minivae.models.bvae import BernoulliVAE  # only to ask the type; figures stay importable on their own
+
+    return isinstance(model, BernoulliVAE) or bool(getattr(model, "discrete_latents", False))
+
+
+def _loss_units(model: Module) -> str:
+    likelihood = getattr(model, "likelihood", None) or getattr(getattr(model, "decoder", None), "likelihood", None)
+    return "squared error per example" if likelihood == "mse" else "nats per example"
+
+
+def _scatter_pairs(a: np.ndarray, b: np.ndarray, label_a: str, label_b: str, path, title: str = "") -> Path:
     fig = Figure(figsize=(5, 5))
     ax = fig.add_subplot()
+    ax.set_title(title or f"{label_a} and {label_b}")
+    ax.set_xlabel("x₁")
+    ax.set_ylabel("x₂")
     ax.scatter(a[:, 0], a[:, 1], s=4, alpha=0.4, c="0.5", label=label_a)
     ax.scatter(b[:, 0], b[:, 1], s=4, alpha=0.6, c="tab:red", label=label_b)
     ax.set_aspect("equal")
@@ -104,16 +126,18 @@ def plot_samples(
     model: Module, rng: Generator, image_shape: Sequence[int] | None, path: str | os.PathLike,
     n: int = 100, data: Dataset | None = None, y: int | None = None,
 ) -> Path:
-    """Decoder means for n draws z ~ N(0, I): what the model generates (class ``y`` for a CVAE)."""
+    """Decoder means for n draws from the model's prior: what it generates (class ``y`` for a CVAE)."""
     with no_grad():
         samples = _numpy(model.sample(n, rng) if y is None else model.sample(n, rng, y=y))
     if image_shape is None:
         reference = data.x if data is not None else samples[:0]
-        return _scatter_pairs(reference, samples, "data", "samples (decoder means)", path)
+        return _scatter_pairs(reference, samples, "data", "samples (decoder means)", path,
+                              f"samples from the prior, {prior_label(model)}")
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     fig = Figure(figsize=(0.55 * cols + 0.5, 0.55 * rows + 0.7))
-    _show_grid(fig.add_subplot(), image_grid(samples, rows, cols, image_shape), "samples from the prior, z ~ N(0, I)")
+    _show_grid(fig.add_subplot(), image_grid(samples, rows, cols, image_shape),
+               f"samples from the prior, {prior_label(model)}" + (f", class {y}" if y is not None else ""))
     return _save(fig, path)
 
 
@@ -169,8 +193,8 @@ def plot_latent_scatter(model: Module, data: Dataset, path: str | os.PathLike) -
     return _save(fig, path)
 
 
-def plot_loss_curves(history: list[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """One panel per quantity (loss, recon, kl when present): train and test per epoch."""
+def plot_loss_curves(history: list[dict[str, Any]], path: str | os.PathLike, units: str = "nats per example") -> Path:
+    """One panel per quantity (loss, recon, kl when present): train and test per epoch, in ``units``."""
     if not history:
         raise ValueError("plot_loss_curves: the history is empty (no epoch finished)")
     names = [n for n in ("loss", "recon", "kl") if n in history[0]["train"]]
@@ -182,7 +206,7 @@ def plot_loss_curves(history: list[dict[str, Any]], path: str | os.PathLike) -> 
             ax.plot(epochs, [row[split][name] for row in history], style, label=split)
         ax.set_title({"loss": "total loss", "recon": "reconstruction", "kl": "KL"}[name])
         ax.set_xlabel("epoch")
-        ax.set_ylabel("nats per example")
+        ax.set_ylabel(units)
         ax.legend()
     fig.tight_layout()
     return _save(fig, path)
@@ -219,12 +243,14 @@ def write_figures(
     written = [plot_reconstructions(model, test, out_dir / "reconstructions.png")]
     if hasattr(model, "sample"):
         written.append(plot_samples(model, rng, test.image_shape, out_dir / "samples.png", data=train))
-    if getattr(model, "latent", None) == 2 and test.image_shape is not None and not getattr(model, "conditional", False):
+    # The manifold decodes a continuous grid: meaningless for binary codes the decoder never sees in between.
+    if (getattr(model, "latent", None) == 2 and test.image_shape is not None and not getattr(model, "conditional", False)
+            and not _discrete_latents(model)):
         written.append(plot_latent_manifold(model, test.image_shape, out_dir / "latent_manifold.png"))
     if hasattr(model, "encode"):
         written.append(plot_latent_scatter(model, test, out_dir / "latent_scatter.png"))
     if history:
-        written.append(plot_loss_curves(history, out_dir / "loss_curves.png"))
+        written.append(plot_loss_curves(history, out_dir / "loss_curves.png", units=_loss_units(model)))
     if getattr(model, "conditional", False) and test.image_shape is not None:
         written.append(plot_class_samples(model, rng, test.image_shape, out_dir / "class_samples.png"))
     return written

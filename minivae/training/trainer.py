@@ -1,16 +1,14 @@
 """Training with seeded mini-batches, per-epoch metrics and exact-resume checkpoints.
 
-One run lives in one directory:
+One run lives in one folder (see :mod:`minivae.training.runfolder` for the rules):
 
-    config.json       the settings of the run (TrainConfig)
-    metrics.json      per-epoch train and test metrics, plus the final test numbers
+    config.json       the settings of the run (:class:`~minivae.training.config.TrainConfig`)
+    metrics.json      per-epoch train and test metrics, plus the final test numbers and diagnostics
     metrics.csv       the same per-epoch numbers as a table
     checkpoint.npz    parameters, optimizer state, RNG state, epoch, config, history
 
-Every file is written atomically (a temporary file in the same folder, then
-``os.replace``), so a crash or Ctrl-C mid-write never destroys what was saved
-before. The checkpoint is written at the end of every epoch, after that epoch's
-metrics, and holds everything the next epoch depends on: parameters, Adam's
+The checkpoint (:mod:`minivae.training.checkpoint`) is written after the metrics
+of its epoch and holds everything the next epoch depends on: parameters, Adam's
 moment estimates and step count, and the state of the generator that shuffles
 the data and draws the noise. Resuming therefore gives bit-for-bit the same
 parameters as a run that was never interrupted.
@@ -26,119 +24,44 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import math
 import os
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
-from minivae.providers import backend
-from minivae.training.data import DATASET_NAMES, Dataset, batches, load_dataset
-from minivae.models import MODELS, build_model, model_options
-from minivae.nn import Module, StateDictError
+from minivae.models import build_model
+from minivae.nn import Module
 from minivae.optim import Adam
+from minivae.providers import backend
 from minivae.random import Generator
 from minivae.tensor import no_grad
+from minivae.training.checkpoint import (  # noqa: F401  (re-exported: the names used to live here)
+    CHECKPOINT, CHECKPOINT_FORMAT, Checkpoint, CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint,
+)
+from minivae.training.config import (  # noqa: F401
+    IMAGE_DATA, RESUMABLE_KEYS, ConfigError, TrainConfig, config_differences,
+)
+from minivae.training.data import DataError, Dataset, batches, load_dataset
+from minivae.training.memory import check_fits, training_bytes
+from minivae.training.runfolder import (  # noqa: F401
+    RunFolder, RunFolderError, atomic_write_bytes, atomic_write_json, atomic_write_text,
+)
+from minivae.training.step import BadLoss, training_step
 
-CHECKPOINT = "checkpoint.npz"
-CHECKPOINT_FORMAT = "minivae-checkpoint-1"
-IMAGE_DATA = ("digits", "mnist", "fashion-mnist")
-#: Settings that may change when a run is resumed: everything else must match,
-#: or the resumed run would not be a continuation of the saved one.
-RESUMABLE_KEYS = ("epochs", "backend", "data_dir", "download")
+#: A loss this many times larger than the run's first loss (in absolute value, at least 1)
+#: has exploded: training stops as it does for NaN. A trained model only gets better than
+#: its initialisation, so a legitimate run never comes near.
+EXPLODING_FACTOR = 1e3
+#: I(z; x) is O(N^2): the end-of-run diagnostics use at most this many test examples.
+DIAGNOSTIC_EXAMPLES = 2000
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite; the message names the epoch and step."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, malformed or saved with other settings."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run. ``hidden`` is one width per hidden layer."""
-
-    model: str = "vae"
-    data: str = "digits"
-    latent: int = 2
-    hidden: list[int] = field(default_factory=lambda: [128])
-    epochs: int = 100
-    batch_size: int = 64
-    lr: float = 1e-3
-    seed: int = 0
-    likelihood: str | None = None  # None: bernoulli for images, gaussian for 2-D points
-    beta: float = 1.0
-    warmup: int = 0  # epochs of linear KL warm-up (vae, cvae)
-    k: int = 5  # importance samples (iwae)
-    noise: str = "gaussian"  # dae corruption: gaussian or mask
-    noise_level: float = 0.3
-    test_fraction: float = 0.2
-    data_dir: str | None = None
-    download: bool = False
-    backend: str = "numpy"
-    estimator: str = "reinforce-baseline"  # gradient estimator of discrete latents (bvae)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.hidden, (int, np.integer)):
-            self.hidden = [int(self.hidden)]
-        self.hidden = [int(h) for h in self.hidden]
-        if self.likelihood is None:
-            self.likelihood = "bernoulli" if self.data in IMAGE_DATA else "gaussian"
-        self.validate()
-
-    def validate(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"model: unknown {self.model!r}; registered models are: {', '.join(MODELS)}")
-        if self.data not in DATASET_NAMES:
-            raise ValueError(f"data: unknown {self.data!r}; valid names are: {', '.join(DATASET_NAMES)}")
-        positive = {"latent": self.latent, "epochs": self.epochs, "batch_size": self.batch_size, "k": self.k}
-        for name, value in positive.items():
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must be one or more positive layer widths, got {self.hidden}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.beta < 0 or self.warmup < 0:
-            raise ValueError(f"beta and warmup must be >= 0, got beta={self.beta}, warmup={self.warmup}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise CheckpointError(f"config has unknown settings {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def model_kwargs(self, steps_per_epoch: int) -> dict[str, Any]:
-        """The options of :func:`build_model` that this model takes, from these settings."""
-        wanted = {
-            "likelihood": self.likelihood,
-            "beta": self.beta,
-            "warmup_steps": self.warmup * steps_per_epoch,
-            "k": self.k,
-            "noise": self.noise,
-            "level": self.noise_level,
-            "estimator": self.estimator,
-        }
-        return {name: wanted[name] for name in model_options(self.model) if name in wanted}
-
-
-def config_differences(saved: dict[str, Any], current: dict[str, Any], ignore: Sequence[str] = ()) -> list[str]:
-    """Human-readable 'key: saved X, now Y' lines for every setting that differs."""
-    keys = sorted((set(saved) | set(current)) - set(ignore))
-    return [f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+    """The loss became NaN, infinite or exploded; the message names the epoch, the step and what was kept."""
 
 
 @contextlib.contextmanager
@@ -163,140 +86,7 @@ def blas_threads(n: int | None = 1) -> Iterator[None]:
 
 
 # =============================================================================
-# Atomic files
-# =============================================================================
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(temp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; give the usual permissions
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, path)  # atomic on POSIX and Windows when on the same file system
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-# =============================================================================
-# Checkpoints
-# =============================================================================
-
-
-def save_checkpoint(
-    path: str | os.PathLike,
-    model: Module,
-    optimizer: Adam,
-    rng: Generator,
-    epoch: int,
-    config: dict[str, Any],
-    history: list[dict[str, Any]],
-) -> None:
-    """Write one .npz with everything needed to resume (atomically)."""
-    arrays: dict[str, np.ndarray] = {f"param/{k}": v for k, v in model.state_dict().items()}
-    meta: dict[str, Any] = {}
-    for key, value in optimizer.state_dict().items():
-        if isinstance(value, np.ndarray):
-            arrays[f"opt/{key}"] = value
-        else:
-            meta[key] = list(value) if isinstance(value, tuple) else value
-    # Strings go in as 0-d unicode arrays, so loading never needs pickle.
-    arrays["format"] = np.array(CHECKPOINT_FORMAT)
-    arrays["opt_meta"] = np.array(json.dumps(meta))
-    arrays["rng"] = np.array(json.dumps(rng.get_state()))
-    arrays["epoch"] = np.array(int(epoch))
-    arrays["config"] = np.array(json.dumps(config))
-    arrays["history"] = np.array(json.dumps(history))
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-@dataclass
-class Checkpoint:
-    params: dict[str, np.ndarray]
-    optimizer: dict[str, Any]
-    rng_state: dict[str, Any]
-    epoch: int
-    config: dict[str, Any]
-    history: list[dict[str, Any]]
-
-
-def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint` (no pickle involved)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            files = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({err})") from err
-    if "format" not in files or str(files["format"][()]) != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a minivae checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    optimizer = json.loads(str(files["opt_meta"][()]))
-    optimizer.update({k[len("opt/"):]: v for k, v in files.items() if k.startswith("opt/")})
-    return Checkpoint(
-        params={k[len("param/"):]: v for k, v in files.items() if k.startswith("param/")},
-        optimizer=optimizer,
-        rng_state=json.loads(str(files["rng"][()])),
-        epoch=int(files["epoch"][()]),
-        config=json.loads(str(files["config"][()])),
-        history=json.loads(str(files["history"][()])),
-    )
-
-
-def load_checkpoint(
-    path: str | os.PathLike,
-    model: Module,
-    optimizer: Adam | None = None,
-    rng: Generator | None = None,
-    config: dict[str, Any] | None = None,
-) -> Checkpoint:
-    """Restore parameters (and optimizer and RNG state, if given) from ``path``.
-
-    A model of another architecture raises :class:`StateDictError` naming the
-    mismatched parameters AND, when ``config`` is given, the settings that differ.
-    """
-    ckpt = read_checkpoint(path)
-    try:
-        model.load_state_dict(ckpt.params)
-    except StateDictError as err:
-        diff = config_differences(ckpt.config, config, ignore=RESUMABLE_KEYS) if config is not None else []
-        hint = ("\nsettings that differ from the saved run:\n  " + "\n  ".join(diff)) if diff else ""
-        raise StateDictError(f"{path}: checkpoint of another architecture. {err}{hint}") from err
-    if optimizer is not None:
-        optimizer.load_state_dict(ckpt.optimizer)
-    if rng is not None:
-        rng.set_state(ckpt.rng_state)
-    return ckpt
-
-
-# =============================================================================
-# Evaluation
+# Data and evaluation
 # =============================================================================
 
 
@@ -316,13 +106,24 @@ def evaluate(model: Module, data: Dataset, rng: Generator, batch_size: int = 500
 
 
 def load_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
-    """The train and test splits. The split itself is fixed (seed 0), whatever the training seed."""
+    """The train and test splits. The split itself is fixed (seed 0), whatever the training seed.
+
+    Raises :class:`DataError` when the two splits do not fit one model (different image sizes).
+    """
     options: dict[str, Any] = {}
     if config.data in ("mnist", "fashion-mnist"):
         options = {"root": config.data_dir, "download": config.download}
     else:
         options = {"test_fraction": config.test_fraction, "seed": 0}
-    return load_dataset(config.data, "train", **options), load_dataset(config.data, "test", **options)
+    train, test = load_dataset(config.data, "train", **options), load_dataset(config.data, "test", **options)
+    if train.dim != test.dim or train.image_shape != test.image_shape:
+        where = f" in --data-dir {config.data_dir}" if config.data_dir else ""
+        shape = lambda d: "x".join(map(str, d.image_shape)) if d.image_shape else f"{d.dim} values"  # noqa: E731
+        raise DataError(
+            f"{config.data}{where}: the training images are {shape(train)} but the test images are {shape(test)}; "
+            "one model cannot read both (mixed-up files?)"
+        )
+    return train, test
 
 
 # =============================================================================
@@ -333,10 +134,11 @@ def load_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
 class Trainer:
     """Build the data, model and optimizer of a run, then ``fit()`` it epoch by epoch.
 
-    ``resume=True`` continues from ``out_dir/checkpoint.npz`` when there is one;
-    without it, an existing checkpoint is an error unless ``overwrite=True`` (so
-    a finished run is never replaced by accident). ``threads`` caps BLAS threads
-    while fitting (see :func:`blas_threads`).
+    The output folder is locked for as long as the trainer lives (:meth:`close`, or
+    use it in a ``with`` block). ``resume=True`` continues from
+    ``out_dir/checkpoint.npz`` and is an error when there is none; without it, a
+    folder that holds a run is an error unless ``overwrite=True``, which first
+    removes the old run's files. ``threads`` caps BLAS threads while fitting.
 
     The checkpoint and metrics files are rewritten every ``save_every`` epochs and
     after the last one. By default that is every epoch for runs of up to 50 epochs
@@ -361,9 +163,28 @@ class Trainer:
         if save_every is not None and save_every < 1:
             raise ValueError(f"save_every must be a positive number of epochs, got {save_every}")
         self.save_every = save_every or max(1, config.epochs // 50)
+        self.final_diagnostics: dict[str, Any] | None = None
+        self.stopped: dict[str, Any] | None = None
+        # The folder first: a second run into it, or an unusable path, fails before anything is loaded.
+        self.folder = RunFolder(self.out_dir)
+        try:
+            self.folder.prepare(resume=resume, overwrite=overwrite, checkpoint=CHECKPOINT)
+            self._build(resume)
+        except BaseException:
+            self.folder.abandon()
+            raise
+
+    def _build(self, resume: bool) -> None:
+        config = self.config
         backend.set_backend(config.backend)
         self.train_set, self.test_set = load_data(config)
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
+        samples = config.k if "k" in config.model_kwargs(1) else 1
+        check_fits(
+            training_bytes(self.train_set.dim, config.latent, config.hidden, config.batch_size, samples),
+            f"{config.model} with --latent {config.latent} --hidden {' '.join(map(str, config.hidden))}"
+            + (f" --k {config.k}" if samples > 1 else ""),
+        )
 
         root = Generator(config.seed)
         init_rng, self.rng = root.spawn(), root.spawn()
@@ -376,7 +197,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
 
         path = self.checkpoint_path
-        if path.exists() and resume:
+        if resume:
             ckpt = load_checkpoint(path, self.model, self.optimizer, self.rng, config=config.to_dict())
             diff = config_differences(ckpt.config, config.to_dict(), ignore=RESUMABLE_KEYS)
             if diff:
@@ -387,13 +208,17 @@ class Trainer:
             self.epoch, self.history = ckpt.epoch, ckpt.history
             self.saved_epoch = ckpt.epoch
             self.log(f"resuming {path} after epoch {self.epoch}")
-        elif path.exists() and not overwrite:
-            raise CheckpointError(
-                f"{self.out_dir} already holds a run ({path.name}); pass --resume to continue it, "
-                "or choose another --out directory"
-            )
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.out_dir / "config.json", config.to_dict())
+
+    def close(self) -> None:
+        """Release the folder's lock (the OS also does so when the process ends)."""
+        self.folder.release()
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def checkpoint_path(self) -> Path:
@@ -402,6 +227,14 @@ class Trainer:
     def eval_rng(self, epoch: int) -> Generator:
         """The test-set noise of an epoch: its own stream, so evaluating never shifts training."""
         return Generator(self.config.seed * 1_000_003 + 7919 * epoch + 17)
+
+    def kept(self) -> str:
+        """What the folder holds now, in words (for messages after a stop)."""
+        if self.saved_epoch:
+            return f"{self.checkpoint_path} (after epoch {self.saved_epoch}) and the metrics were kept"
+        if self.history:
+            return f"no checkpoint had been written yet; the metrics of epochs 1-{self.epoch} were kept"
+        return "no checkpoint had been written yet (no epoch finished)"
 
     def fit(self, on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
         """Train until ``config.epochs``; returns the per-epoch history."""
@@ -418,6 +251,8 @@ class Trainer:
             bar.set_description(f"epoch {epoch}/{self.config.epochs}")
             train_metrics = self._train_epoch(epoch, bar)
             test_metrics = evaluate(self.model, self.test_set, self.eval_rng(epoch))
+            if not all(math.isfinite(v) for v in test_metrics.values()):
+                self._diverged(f"the test loss is {test_metrics.get('loss')} after epoch {epoch}")
             row = {
                 "epoch": epoch,
                 "step": self.optimizer.steps,
@@ -428,72 +263,105 @@ class Trainer:
             self.history.append(row)
             self.epoch = epoch
             if epoch % self.save_every == 0 or epoch == self.config.epochs:
-                self.write_metrics()
-                save_checkpoint(
-                    self.checkpoint_path, self.model, self.optimizer, self.rng, epoch, self.config.to_dict(), self.history
-                )
-                self.saved_epoch = epoch
+                self.save()
             if on_epoch_end is not None:
                 on_epoch_end(row)
         return self.history
+
+    def save(self) -> None:
+        """Metrics first, then the checkpoint of the current epoch (both atomic)."""
+        self.write_metrics()
+        save_checkpoint(
+            self.checkpoint_path, self.model, self.optimizer, self.rng, self.epoch, self.config.to_dict(), self.history
+        )
+        self.saved_epoch = self.epoch
+
+    def _loss_limit(self) -> float:
+        first = self.history[0]["train"]["loss"] if self.history else getattr(self, "_first_loss", None)
+        return math.inf if first is None else EXPLODING_FACTOR * max(abs(first), 1.0)
+
+    def _diverged(self, what: str) -> None:
+        """Record the stop in metrics.json (the checkpoint stays the last good one), then raise."""
+        self.stopped = {"reason": what, "after_epoch": self.epoch, "checkpoint_epoch": self.saved_epoch}
+        self.write_metrics()
+        raise TrainingDiverged(
+            f"training stopped: {what}; {self.kept()} (metrics.json records the stop). "
+            "Try a smaller --lr or a KL --warmup."
+        )
 
     def _train_epoch(self, epoch: int, bar: tqdm) -> dict[str, float]:
         model, opt = self.model, self.optimizer
         model.train()
         totals: dict[str, float] = {}
         seen = 0
+        limit = self._loss_limit()
         for index, (xb, yb) in enumerate(batches(self.train_set, self.config.batch_size, rng=self.rng)):
-            if hasattr(model, "step"):
-                model.step = opt.steps  # drives the KL warm-up
-            out = model.loss(xb, yb, self.rng)
-            value = out["loss"].item()
-            if not math.isfinite(value):
-                kept = (
-                    f"the last good checkpoint {self.checkpoint_path} (after epoch {self.saved_epoch}) was kept"
-                    if self.checkpoint_path.exists() else "no checkpoint had been written yet"
+            try:
+                out = training_step(model, opt, xb, yb, self.rng, limit=limit)
+            except BadLoss as err:
+                self._diverged(
+                    f"{err} at epoch {epoch}, step {opt.steps + 1} (batch {index + 1} of {self.steps_per_epoch})"
                 )
-                raise TrainingDiverged(
-                    f"training stopped: the loss is {value} at epoch {epoch}, step {opt.steps + 1} "
-                    f"(batch {index + 1} of {self.steps_per_epoch}); {kept}. "
-                    "Try a smaller --lr or a KL --warmup."
-                )
-            opt.zero_grad()
-            out["loss"].backward()
-            opt.step()
+            if not math.isfinite(limit):  # the run's first loss sets the scale of an explosion
+                self._first_loss = out["loss"].item()
+                limit = self._loss_limit()
             seen += len(xb)
             for name, t in out.items():
-                totals[name] = totals.get(name, 0.0) + (value if name == "loss" else t.item()) * len(xb)
+                totals[name] = totals.get(name, 0.0) + t.item() * len(xb)
             bar.set_postfix({n: f"{totals[n] / seen:.3f}" for n in ("loss", "recon", "kl") if n in totals},
                             refresh=False)
             bar.update()
         return {name: total / seen for name, total in totals.items()}
 
-    def diagnostics(self) -> dict[str, Any] | None:
-        """Active units, per-dimension KL, I(z; x) and a collapse warning on the test set.
+    def diagnostics(self, max_examples: int = DIAGNOSTIC_EXAMPLES, progress: bool = False) -> dict[str, Any] | None:
+        """Active units, per-dimension KL, I(z; x) and a collapse warning on (a subsample of) the test set.
 
-        None for models without an unconditional posterior q(z | x) (AE, DAE, CVAE).
+        At most ``max_examples`` test examples, drawn with a fixed seed: I(z; x) costs O(N^2).
+        None for models without an unconditional posterior q(z | x) (AE, DAE, CVAE) and for a
+        test set of fewer than 2 examples (there is no variance to measure).
         """
         if not hasattr(self.model, "posterior") or getattr(self.model, "conditional", False):
             return None
         from minivae.training.diagnostics import diagnostics_report
 
+        n = len(self.test_set)
+        if n < 2:
+            return None
+        rows = np.arange(n)
+        if n > max_examples:
+            rows = np.sort(Generator(self.config.seed + 4243).numpy.permutation(n)[:max_examples])
         self.model.eval()
-        return diagnostics_report(self.model, self.test_set.x, rng=Generator(self.config.seed + 4242))
+        report = diagnostics_report(self.model, self.test_set.x[rows], rng=Generator(self.config.seed + 4242),
+                                    progress=progress)
+        report["examples"], report["test_examples"] = int(len(rows)), int(n)
+        return report
+
+    def finish(self, progress: bool = False) -> dict[str, Any] | None:
+        """After :meth:`fit`: the diagnostics, computed once and added to metrics.json.
+
+        The checkpoint and metrics are already on disk when this runs, so a failure
+        here loses nothing; it propagates for the caller to report.
+        """
+        self.final_diagnostics = self.diagnostics(progress=progress) if self.history else None
+        if self.final_diagnostics is not None:
+            self.write_metrics()
+        return self.final_diagnostics
 
     def write_metrics(self) -> None:
         """metrics.json (history + final test numbers) and metrics.csv, both atomically."""
         last = self.history[-1] if self.history else None
         final = None
-        if last is not None:
+        if last is not None and self.stopped is None:
             final = {"epoch": last["epoch"], "test": last["test"]}
             if "neg_elbo" in last["test"]:
                 final["test_neg_elbo_nats"] = last["test"]["neg_elbo"]
-            if self.epoch >= self.config.epochs:
-                final["diagnostics"] = self.diagnostics()
-        atomic_write_json(
-            self.out_dir / "metrics.json",
-            {"config": self.config.to_dict(), "units": "nats per example", "epochs": self.history, "final": final},
-        )
+            if self.final_diagnostics is not None:
+                final["diagnostics"] = self.final_diagnostics
+        units = "squared error per example" if self.config.likelihood == "mse" else "nats per example"
+        document = {"config": self.config.to_dict(), "units": units, "epochs": self.history, "final": final}
+        if self.stopped is not None:
+            document["stopped"] = self.stopped
+        atomic_write_json(self.out_dir / "metrics.json", document)
         names = sorted({n for row in self.history for n in row["train"]})
         header = ["epoch", "step", "seconds"] + [f"{split}_{n}" for split in ("train", "test") for n in names]
         text = io.StringIO()
@@ -507,14 +375,29 @@ class Trainer:
         atomic_write_text(self.out_dir / "metrics.csv", text.getvalue())
 
 
-def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, Module, Checkpoint]:
-    """Rebuild a trained model from a run directory (for eval, sample and figures)."""
+def load_run(
+    run_dir: str | os.PathLike, data_dir: str | None = None, download: bool = False
+) -> tuple[TrainConfig, Module, Checkpoint]:
+    """Rebuild a trained model from a run folder (for eval, sample and figures).
+
+    The data settings come from the caller, never from the saved files: ``data_dir``
+    (None keeps the saved one) and ``download`` (default False, so an edited config
+    can never make evaluation reach the network).
+    """
     run_dir = Path(run_dir)
     path = run_dir / CHECKPOINT
-    if not run_dir.is_dir():
+    if not run_dir.exists():
         raise CheckpointError(f"run directory {run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is a file, not a run directory")
     ckpt = read_checkpoint(path)
-    config = TrainConfig.from_dict(ckpt.config)
+    try:
+        config = TrainConfig.from_dict(ckpt.config)
+    except (ConfigError, TypeError) as err:
+        raise CheckpointError(f"{path}: the saved settings are not valid ({err})") from None
+    config.download = bool(download)
+    if data_dir is not None:
+        config.data_dir = str(data_dir)
     train_set, _ = load_data(config)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     model = build_model(

@@ -1,0 +1,129 @@
+"""The settings of one training run (:class:`TrainConfig`) and what may differ on resume.
+
+A config is plain data: it is written to ``config.json`` and into every checkpoint,
+and a resumed run must have the same settings as the saved one except for the
+few in :data:`RESUMABLE_KEYS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Sequence
+
+import numpy as np
+
+from minivae.models import MODELS, model_options
+from minivae.training.data import DATASET_NAMES
+
+IMAGE_DATA = ("digits", "mnist", "fashion-mnist")
+#: Settings that may change when a run is resumed: everything else must match,
+#: or the resumed run would not be a continuation of the saved one.
+RESUMABLE_KEYS = ("epochs", "backend", "data_dir", "download")
+#: Decoder likelihoods of the models that take a ``likelihood`` option. A builder may
+#: declare its own with a ``likelihoods`` attribute (``builder.likelihoods = (...)``);
+#: a model without a ``likelihood`` option has none to choose.
+ALL_LIKELIHOODS = ("bernoulli", "gaussian", "mse")
+_LIKELIHOODS = {"ae": ALL_LIKELIHOODS, "dae": ALL_LIKELIHOODS}
+
+
+def likelihoods_of(model: str) -> tuple[str, ...]:
+    """The decoder likelihoods ``model`` supports; () when it has no choice of likelihood."""
+    declared = getattr(MODELS.get(model), "likelihoods", None)
+    if declared is not None:
+        return tuple(declared)
+    if model not in MODELS or "likelihood" not in model_options(model):
+        return ()
+    # Only the plain autoencoders may use "mse": a VAE's ELBO needs a normalised density.
+    return _LIKELIHOODS.get(model, ("bernoulli", "gaussian"))
+
+
+class ConfigError(ValueError):
+    """A setting outside its valid range; the message names the setting's command-line flag."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. ``hidden`` is one width per hidden layer."""
+
+    model: str = "vae"
+    data: str = "digits"
+    latent: int = 2
+    hidden: list[int] = field(default_factory=lambda: [128])
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    likelihood: str | None = None  # None: bernoulli for images, gaussian for 2-D points
+    beta: float = 1.0
+    warmup: int = 0  # epochs of linear KL warm-up (vae, cvae)
+    k: int = 5  # importance samples (iwae)
+    noise: str = "gaussian"  # dae corruption: gaussian or mask
+    noise_level: float = 0.3
+    test_fraction: float = 0.2
+    data_dir: str | None = None
+    download: bool = False
+    backend: str = "numpy"
+    estimator: str = "reinforce-baseline"  # gradient estimator of discrete latents (bvae)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hidden, (int, np.integer)):
+            self.hidden = [int(self.hidden)]
+        self.hidden = [int(h) for h in self.hidden]
+        if self.likelihood is None:
+            self.likelihood = "bernoulli" if self.data in IMAGE_DATA else "gaussian"
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` (naming the flag, e.g. ``--latent``) for a setting out of range."""
+        if self.model not in MODELS:
+            raise ConfigError(f"model: unknown {self.model!r}; registered models are: {', '.join(MODELS)}")
+        if self.data not in DATASET_NAMES:
+            raise ConfigError(f"--data: unknown {self.data!r}; valid names are: {', '.join(DATASET_NAMES)}")
+        positive = {"latent": self.latent, "epochs": self.epochs, "batch-size": self.batch_size, "k": self.k}
+        for name, value in positive.items():
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ConfigError(f"--seed must be an integer >= 0, got {self.seed!r}")
+        if not self.hidden or min(self.hidden) < 1:
+            raise ConfigError(f"--hidden must be one or more positive layer widths, got {self.hidden}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.beta < 0 or self.warmup < 0:
+            raise ConfigError(f"--beta and --warmup must be >= 0, got beta={self.beta}, warmup={self.warmup}")
+        supported = likelihoods_of(self.model)
+        if supported and self.likelihood not in supported:
+            raise ConfigError(
+                f"--likelihood {self.likelihood}: model {self.model} supports {', '.join(supported)}"
+            )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """A config from saved settings; unknown keys are an error (they come from another version)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"config has unknown settings {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def model_kwargs(self, steps_per_epoch: int) -> dict[str, Any]:
+        """The options of :func:`build_model` that this model takes, from these settings."""
+        wanted = {
+            "likelihood": self.likelihood,
+            "beta": self.beta,
+            "warmup_steps": self.warmup * steps_per_epoch,
+            "k": self.k,
+            "noise": self.noise,
+            "level": self.noise_level,
+            "estimator": self.estimator,
+        }
+        return {name: wanted[name] for name in model_options(self.model) if name in wanted}
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any], ignore: Sequence[str] = ()) -> list[str]:
+    """Human-readable 'key: saved X, now Y' lines for every setting that differs."""
+    keys = sorted((set(saved) | set(current)) - set(ignore))
+    return [f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
