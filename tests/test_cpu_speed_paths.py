@@ -10,6 +10,7 @@ speed is shown by benchmarks/cpu_step.py.
 import numpy as np
 import pytest
 
+from minivae import providers
 import minivae as mv
 from minivae import backend, nn, ops
 
@@ -18,7 +19,7 @@ ACTS = ["relu", "leaky_relu", "sigmoid", "tanh", "softplus"]
 
 
 def _grads(fn, arrays, kernels, dtype):
-    with backend.use_kernels(kernels):
+    with providers.use_kernels(kernels):
         ts = [mv.tensor(a, requires_grad=True, dtype=dtype) for a in arrays]
         out = fn(*ts)
         seed = np.linspace(0.5, 1.5, out.size).reshape(out.shape)
@@ -81,13 +82,15 @@ def test_bce_saved_exp_and_broadcast_gradient(reduce):
 def test_auto_uses_the_cpu_provider():
     from minivae.providers import cpu as accel_cpu
 
-    with backend.use_kernels("auto"):
-        assert backend.fast_path(np.zeros(3)) is accel_cpu.PROVIDER
+    with providers.use_kernels("auto"):
+        assert providers.provider_for(np.zeros(3)) is accel_cpu.PROVIDER
 
 
-def test_benchmark_vae_step_same_losses_and_parameters_on_both_paths():
-    """Five Adam steps of the benchmark's VAE (fused layers, sliced heads): same losses,
-    same parameters, reference vs custom."""
+@pytest.mark.parametrize("spelling", ["user", "sequential", "sliced"])
+def test_benchmark_vae_step_same_losses_and_parameters_on_both_paths(spelling):
+    """Five Adam steps of the benchmark's VAE in each spelling (separate Linear and relu calls;
+    Sequential, which fuses them; fused layers with one sliced head): same losses, same
+    parameters, reference vs custom."""
     import importlib.util
     import pathlib
 
@@ -97,8 +100,8 @@ def test_benchmark_vae_step_same_losses_and_parameters_on_both_paths():
     spec.loader.exec_module(cpu_step)
     results = {}
     for kernels in ("reference", "custom"):
-        with backend.use_kernels(kernels):
-            step, model = cpu_step.build_minivae(16, seed=3, return_model=True)
+        with providers.use_kernels(kernels):
+            step, model = cpu_step.build_minivae(16, seed=3, return_model=True, spelling=spelling)
             losses = [step() for _ in range(5)]
             results[kernels] = losses, [p.numpy().copy() for p in model.parameters()]
     np.testing.assert_allclose(results["custom"][0], results["reference"][0], rtol=1e-5)
@@ -132,7 +135,7 @@ def test_bce_sum_node_matches_elementwise_then_sum(axis):
 def test_bce_sum_node_gradcheck_and_second_backward(kernels):
     """float64 gradcheck of the fused node; a second backward (retain_graph) gives the same
     gradient although the first one reused the saved e^-|l| buffer for its result."""
-    with backend.use_kernels(kernels):
+    with providers.use_kernels(kernels):
         l = mv.tensor(RNG.uniform(-4, 4, (5, 6)), requires_grad=True, dtype="float64")
         t = mv.tensor(RNG.uniform(0, 1, (5, 6)), requires_grad=True, dtype="float64")
         assert mv.gradcheck(lambda l, t: ops.bce_with_logits_sum(l, t, axis=-1), [l, t]).ok
