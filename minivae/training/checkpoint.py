@@ -105,7 +105,8 @@ def _open_archive(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, UnicodeError) as err:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, UnicodeError,
+            NotImplementedError, RuntimeError) as err:  # the last two: a flipped compression or encryption flag
         text = str(err)
         # NumPy's message for object arrays suggests allow_pickle=True: that would run code from
         # the file, so it is never repeated here.

@@ -506,9 +506,9 @@ def load_mnist(
             found = cache / (stem + ".gz")
             _download(file_url, found, digests[stem + ".gz"])
         if found is None:
-            listing = "\n  ".join(str(p) for p in tried)
-            raise DataError(
-                f"{kind} {split} file {stem}[.gz] not found; tried:\n  {listing}\n"
+            listing = ", ".join(str(p) for p in tried)
+            raise DataError(  # one line: the command line prints it as is
+                f"{kind} {split} file {stem}[.gz] not found; tried: {listing}. "
                 f"Pass --download (download=True in Python) to fetch it from {base_url} into {cache}, "
                 f"or put the file (raw or .gz) in a folder given with --data-dir (root=)."
             )

@@ -109,13 +109,18 @@ def writable_folder(path: str | os.PathLike, flag: str) -> Path:
             raise RunFolderError(f"{flag} {path}: {parent} is a file, so nothing can be created under it")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        # os.access can say yes on read-only mounts and for root; only a real write is proof.
-        fd, probe = tempfile.mkstemp(prefix=".minivae-probe.", dir=path)
-        os.close(fd)
-        os.unlink(probe)
+        _probe(path)
     except OSError as err:
         raise RunFolderError(f"{flag} {path}: cannot write in this folder ({_explain(err)})") from None
     return path
+
+
+def _probe(folder: Path) -> None:
+    """Create and remove a file in ``folder``: os.access can say yes on read-only mounts and for
+    root, so only a real write is proof."""
+    fd, probe = tempfile.mkstemp(prefix=".minivae-probe.", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
 
 
 def writable_file(path: str | os.PathLike, flag: str, *, overwrite: bool = False) -> Path:
@@ -125,7 +130,14 @@ def writable_file(path: str | os.PathLike, flag: str, *, overwrite: bool = False
         raise RunFolderError(f"{flag} {path}: is a folder; give a file name such as {path / 'out.png'}")
     if path.exists() and not overwrite:
         raise RunFolderError(f"{flag} {path}: the file exists; pass --overwrite to replace it, or choose another {flag}")
-    writable_folder(path.parent, flag)
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise RunFolderError(f"{flag} {path}: {parent} is a file, so nothing can be created under it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _probe(path.parent)
+    except OSError as err:
+        raise RunFolderError(f"{flag} {path}: cannot write in this folder ({_explain(err)})") from None
     return path
 
 

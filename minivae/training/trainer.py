@@ -55,7 +55,7 @@ from minivae.training.step import BadLoss, training_step
 #: A loss this many times larger than the run's first loss (in absolute value, at least 1)
 #: has exploded: training stops as it does for NaN. A trained model only gets better than
 #: its initialisation, so a legitimate run never comes near.
-EXPLODING_FACTOR = 1e3
+EXPLODING_FACTOR = 1e4
 #: I(z; x) is O(N^2): the end-of-run diagnostics use at most this many test examples.
 DIAGNOSTIC_EXAMPLES = 2000
 
@@ -313,10 +313,10 @@ class Trainer:
             bar.update()
         return {name: total / seen for name, total in totals.items()}
 
-    def diagnostics(self, max_examples: int = DIAGNOSTIC_EXAMPLES, progress: bool = False) -> dict[str, Any] | None:
+    def diagnostics(self, max_examples: int | None = None, progress: bool = False) -> dict[str, Any] | None:
         """Active units, per-dimension KL, I(z; x) and a collapse warning on (a subsample of) the test set.
 
-        At most ``max_examples`` test examples, drawn with a fixed seed: I(z; x) costs O(N^2).
+        At most ``max_examples`` (default :data:`DIAGNOSTIC_EXAMPLES`) test examples, drawn with a fixed seed: I(z; x) costs O(N^2).
         None for models without an unconditional posterior q(z | x) (AE, DAE, CVAE) and for a
         test set of fewer than 2 examples (there is no variance to measure).
         """
@@ -325,6 +325,7 @@ class Trainer:
         from minivae.training.diagnostics import diagnostics_report
 
         n = len(self.test_set)
+        max_examples = DIAGNOSTIC_EXAMPLES if max_examples is None else max_examples
         if n < 2:
             return None
         rows = np.arange(n)
