@@ -417,3 +417,14 @@ def test_derive_without_installed_derivations_is_a_clear_error(monkeypatch, caps
     one_line_error(capsys.readouterr().err, "no derivations are installed", "minivae.derivations")
     source = Path(derive.__file__).read_text()
     assert "import derivations" not in source  # reached only through the entry-point group
+
+
+def test_ctrl_c_in_any_command_is_a_short_message_and_exit_130(run, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("minivae.training.trainer.evaluate", interrupted)
+    before = snapshot(run)
+    assert main(["eval", str(run), "--k", "2"]) == 130
+    one_line_error(capsys.readouterr().err, "minivae eval: interrupted")
+    assert snapshot(run) == before

@@ -12,6 +12,7 @@ from minivae.training.diagnostics import (
     diagnostics_report,
     format_report,
     kl_per_dimension,
+    mutual_information,
 )
 from minivae.models.bvae import BernoulliPosterior, BernoulliVAE
 from minivae.random import Generator
@@ -94,3 +95,21 @@ def test_report_on_the_binary_vae_runs():
     x = Generator(1).uniform((50, 64))
     r = diagnostics_report(model, x)
     assert r["latent_dim"] == 16 and 0 <= r["mutual_information"] <= math.log(50) + 1e-9
+
+
+def test_inactive_dimensions_warn_even_when_their_kl_is_large():
+    # After too large a learning rate: q(z|x) is far from the prior (KL > 1 nat) yet the same for every x.
+    kl = np.array([1.49, 1.63])
+    warning = collapse_warning(kl, np.array([False, False]))
+    assert warning.startswith("posterior collapse: all 2 latent dimensions are inactive")
+    assert "KL 3.12 nats paid for a posterior that ignores x" in warning
+    partial = collapse_warning(np.array([2.0, 1.5]), np.array([True, False]))
+    assert "1 of 2 latent dimensions are unused" in partial and "dims [1]" in partial
+
+
+def test_mutual_information_progress_bar_does_not_change_the_estimate(capsys):
+    params = {"mu": data(), "logvar": np.zeros((N, 2))}
+    quiet = mutual_information("gaussian", params, Generator(3))
+    shown = mutual_information("gaussian", params, Generator(3), progress=True)
+    assert quiet == shown
+    assert "I(z; x) on" in capsys.readouterr().err

@@ -207,3 +207,34 @@ def test_checkpoints_every_save_every_epochs_and_after_the_last(tmp_path):
     with pytest.raises(ValueError, match="save_every must be a positive"):
         Trainer(small(epochs=1), tmp_path / "x", progress=False, save_every=0)
     assert Trainer(small(epochs=300), tmp_path / "long", progress=False).save_every == 6
+
+
+def test_the_variance_lab_trains_with_the_shared_training_step(monkeypatch):
+    import minivae.training.step as step
+    from minivae.labs.variance import vae_encoder_gradient_variance
+
+    calls = []
+    real = step.training_step
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(step, "training_step", counted)
+    result = vae_encoder_gradient_variance(train_steps=3, repeats=3, batch=8, latent=2, hidden=8)
+    assert len(calls) == 3 and result
+
+
+def test_training_step_refuses_a_bad_loss_before_updating():
+    from minivae.optim import Adam
+    from minivae.training.step import BadLoss, training_step
+
+    model = build_model("ae", 4, 2, [3], Generator(0), likelihood="mse")
+    opt = Adam(model.parameters(), lr=0.1)
+    x = np.ones((2, 4), dtype=np.float32)
+    before = params_of(model)
+    with pytest.raises(BadLoss, match="beyond 1e-06 \\(exploding\\)"):
+        training_step(model, opt, x, None, Generator(1), limit=1e-6)
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items()) and opt.steps == 0
+    training_step(model, opt, x, None, Generator(1))
+    assert opt.steps == 1
