@@ -34,7 +34,7 @@ def test_demo_writes_figures_and_metrics(tmp_path, capsys):
 def test_train_resume_eval_and_sample_a_cvae(tmp_path, capsys):
     run = tmp_path / "cvae"
     args = ["train", "cvae", "--data", "digits", "--hidden", "32", "--batch-size", "128", "--seed", "1",
-            "--out", str(run), "--quiet"]
+            "--binarize", "dynamic", "--out", str(run), "--quiet"]
     assert main(args + ["--epochs", "1"]) == 0
     assert (run / "class_samples.png").read_bytes()[:8] == PNG_MAGIC
     assert main(args + ["--epochs", "2", "--resume"]) == 0

@@ -154,6 +154,10 @@ def _run_training(command: str, config, out: Path, args: argparse.Namespace, *, 
         from minivae.training.diagnostics import format_report
 
         print(format_report(report))
+    if hasattr(trainer.model, "codebook_report") and trainer.history:  # VQ-VAE: codes used, dead, perplexity
+        from minivae.models.vqvae import format_codebook_report
+
+        print(format_codebook_report(trainer.model.codebook_report(trainer.test_set.x)))
     print(f"wrote to {out}/: config.json, metrics.json, metrics.csv, checkpoint.npz"
           + "".join(f", {p.name}" for p in paths))
     return 0
@@ -208,7 +212,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, lr=args.lr, seed=args.seed, likelihood=args.likelihood, beta=args.beta,
             warmup=args.warmup, k=args.k, noise=args.noise, noise_level=args.noise_level,
             test_fraction=args.test_fraction, data_dir=args.data_dir, download=args.download, backend=args.backend,
-            estimator=args.estimator,
+            estimator=args.estimator, binarize=args.binarize, codebook_size=args.codebook_size, positions=args.positions,
+            commitment=args.commitment, ema=args.ema, restart_dead=args.restart_dead, made_hidden=args.made_hidden,
+            free_bits=args.free_bits,
         )
     except ValueError as err:
         return _error("train", err)
@@ -273,6 +279,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from minivae.random import Generator
     from minivae.training.memory import MemoryEstimateError, check_fits
     from minivae.training.runfolder import atomic_write_json
+    from minivae.training.data import log_likelihood_refusal
     from minivae.training.trainer import evaluate, load_data
 
     loaded = _load("eval", args)
@@ -296,7 +303,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         metrics = evaluate(model, test, Generator(args.seed))
         result: dict[str, Any] = {"run": str(args.run_dir), "epoch": ckpt.epoch, "test_examples": len(test)}
         result.update({f"test_{k}": v for k, v in metrics.items()})
-        if hasattr(model, "log_weights"):
+        # A Bernoulli likelihood scores 0/1 pixels only: on grey ones it is a cross-entropy.
+        refusal = log_likelihood_refusal(test.x, config.likelihood, config.binarize)
+        if refusal is not None and hasattr(model, "log_weights"):
+            result["log_likelihood_refused"] = refusal
+        elif hasattr(model, "log_weights"):
             started = time.perf_counter()
             ll = _log_likelihoods(model, test, args.k, args.chunk, args.seed + 1, conditional)
             result.update({
@@ -313,6 +324,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"  reconstruction  -ln p(x|z)      {result['test_recon']:9.3f}")
     if "test_neg_elbo" in result:
         print(f"  -ELBO                           {result['test_neg_elbo']:9.3f}")
+    if "log_likelihood_refused" in result:
+        print(f"  no ln p(x): {result['log_likelihood_refused']}")
     if "test_log_likelihood" in result:
         what = f"{'ln p(x|y)' if conditional else 'ln p(x)'}, importance-sampled, k={args.k}"
         print(f"  {what:<31} {result['test_log_likelihood']:9.3f} "
@@ -346,6 +359,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if out is None:
         return 2
     train, _ = load_data(config)
+    if hasattr(model, "fit_prior"):  # the VQ-VAE's prior over codes: code frequencies on the training set
+        model.fit_prior(train.x)
     plot_samples(model, Generator(args.seed), train.image_shape, out, n=args.n, data=train, y=label)
     print(f"wrote {args.n} samples to {out}")
     return 0
@@ -451,6 +466,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--likelihood", choices=ALL_LIKELIHOODS, default=None, help=_likelihood_help())
     p.add_argument("--estimator", choices=ESTIMATORS, default="reinforce-baseline",
                    help="gradient estimator for the discrete latents of bvae")
+    p.add_argument("--binarize", choices=("none", "dynamic", "static"), default="none",
+                   help="grey images to 0/1 pixels for a Bernoulli likelihood: a fresh sample each use "
+                        "(dynamic) or one fixed sample saved with the run (static); without it eval "
+                        "reports no ln p(x) on grey images")
+    p.add_argument("--codebook-size", type=positive_int, default=32, help="codes in the codebook (vqvae)")
+    p.add_argument("--positions", type=positive_int, default=4,
+                   help="code vectors per example, each of size --latent (vqvae)")
+    p.add_argument("--commitment", type=non_negative_float, default=0.25, help="commitment weight beta (vqvae)")
+    p.add_argument("--ema", action="store_true", help="update the codebook by moving averages, not by the loss (vqvae)")
+    p.add_argument("--restart-dead", action="store_true", help="move long-unused codes onto encoder outputs (vqvae)")
+    p.add_argument("--made-hidden", type=positive_int, nargs="*", default=[64],
+                   help="masked hidden widths of the MADE decoder; none: the direct path only (madevae)")
+    p.add_argument("--free-bits", type=non_negative_float, default=0.0,
+                   help="nats per latent dimension the KL term does not charge (madevae)")
     p.add_argument("--test-fraction", type=positive_float, default=0.2, help="share of digits / 2-D points held out")
     p.add_argument("--seed", type=non_negative_int, default=0, help=seed_help)
     p.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATA)")

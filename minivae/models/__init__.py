@@ -30,7 +30,9 @@ from minivae.models.bvae import BernoulliVAE, build_bvae
 from minivae.models.cvae import ConditionalVAE
 from minivae.models.dae import DenoisingAutoencoder
 from minivae.models.iwae import IWAE, importance_log_likelihood, iwae_bound
+from minivae.models.made import MADEVAE
 from minivae.models.vae import VAE, GaussianEncoder
+from minivae.models.vqvae import VQVAE
 
 Builder = Callable[..., Module]
 
@@ -60,6 +62,22 @@ def _iwae(input_dim, latent, hidden, rng, num_classes=None, *, likelihood="berno
 
 MODELS: dict[str, Builder] = {"ae": _ae, "dae": _dae, "vae": _vae, "cvae": _cvae, "iwae": _iwae}
 MODELS["bvae"] = build_bvae  # binary latents; option estimator= (see models/bvae.py)
+
+
+def _vqvae(input_dim, latent, hidden, rng, num_classes=None, *, likelihood="bernoulli", codebook_size=32,
+           positions=4, commitment=0.25, ema=False, restart_dead=False):
+    return VQVAE(input_dim, latent, hidden, rng=rng, likelihood=likelihood, codebook_size=codebook_size,
+                 positions=positions, commitment=commitment, ema=ema, restart_dead=restart_dead)
+
+
+def _madevae(input_dim, latent, hidden, rng, num_classes=None, *, beta=1.0, warmup_steps=0, made_hidden=(64,),
+             free_bits=0.0):
+    return MADEVAE(input_dim, latent, hidden, rng=rng, made_hidden=made_hidden, beta=beta,
+                   warmup_steps=warmup_steps, free_bits=free_bits)
+
+
+MODELS["vqvae"] = _vqvae  # vector-quantised codes (see models/vqvae.py)
+MODELS["madevae"] = _madevae  # VAE with an autoregressive MADE decoder (see models/made.py)
 
 
 def model_options(name: str) -> tuple[str, ...]:
@@ -99,5 +117,5 @@ def _builder(name: str) -> Builder:
 
 __all__ = [
     "MODELS", "Autoencoder", "BernoulliVAE", "ConditionalVAE", "Decoder", "DenoisingAutoencoder", "Encoder", "GaussianEncoder",
-    "IWAE", "VAE", "build_model", "importance_log_likelihood", "iwae_bound", "model_options",
+    "IWAE", "MADEVAE", "VAE", "VQVAE", "build_model", "importance_log_likelihood", "iwae_bound", "model_options",
 ]

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from minivae.models import MODELS, model_options
-from minivae.training.data import DATASET_NAMES
+from minivae.training.data import BINARIZE_MODES, DATASET_NAMES
 
 IMAGE_DATA = ("digits", "mnist", "fashion-mnist")
 #: Settings that may change when a run is resumed: everything else must match,
@@ -64,6 +64,14 @@ class TrainConfig:
     download: bool = False
     backend: str = "numpy"
     estimator: str = "reinforce-baseline"  # gradient estimator of discrete latents (bvae)
+    binarize: str = "none"  # none | dynamic | static: grey images -> 0/1 pixels for a Bernoulli likelihood
+    codebook_size: int = 32  # K codes (vqvae)
+    positions: int = 4  # M code vectors per example, each of size --latent (vqvae)
+    commitment: float = 0.25  # β of the commitment term (vqvae; the paper's value)
+    ema: bool = False  # codebook by moving averages instead of the codebook loss (vqvae)
+    restart_dead: bool = False  # move long-unused codes onto encoder outputs (vqvae)
+    made_hidden: list[int] = field(default_factory=lambda: [64])  # masked hidden widths; [] = direct path (madevae)
+    free_bits: float = 0.0  # λ, nats per latent dimension that cost nothing (madevae)
 
     def __post_init__(self) -> None:
         if isinstance(self.hidden, (int, np.integer)):
@@ -91,10 +99,24 @@ class TrainConfig:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         if self.beta < 0 or self.warmup < 0:
             raise ConfigError(f"--beta and --warmup must be >= 0, got beta={self.beta}, warmup={self.warmup}")
+        for name, value in (("codebook-size", self.codebook_size), ("positions", self.positions)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
+        if self.commitment < 0 or self.free_bits < 0:
+            raise ConfigError(f"--commitment and --free-bits must be >= 0, got {self.commitment}, {self.free_bits}")
+        if any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in self.made_hidden):
+            raise ConfigError(f"--made-hidden must be positive widths (none for the direct path only), got {self.made_hidden}")
         supported = likelihoods_of(self.model)
         if supported and self.likelihood not in supported:
             raise ConfigError(
                 f"--likelihood {self.likelihood}: model {self.model} supports {', '.join(supported)}"
+            )
+        if self.binarize not in BINARIZE_MODES:
+            raise ConfigError(f"--binarize must be one of {', '.join(BINARIZE_MODES)}, got {self.binarize!r}")
+        if self.binarize != "none" and (self.likelihood != "bernoulli" or self.data not in IMAGE_DATA):
+            raise ConfigError(
+                f"--binarize {self.binarize}: binarizing makes 0/1 images for a Bernoulli likelihood, "
+                f"but this run has --data {self.data} and --likelihood {self.likelihood}"
             )
 
     @classmethod
@@ -119,6 +141,13 @@ class TrainConfig:
             "noise": self.noise,
             "level": self.noise_level,
             "estimator": self.estimator,
+            "codebook_size": self.codebook_size,
+            "positions": self.positions,
+            "commitment": self.commitment,
+            "ema": self.ema,
+            "restart_dead": self.restart_dead,
+            "made_hidden": tuple(self.made_hidden),
+            "free_bits": self.free_bits,
         }
         return {name: wanted[name] for name in model_options(self.model) if name in wanted}
 

@@ -228,6 +228,30 @@ def plot_class_samples(
     return _save(fig, path)
 
 
+def plot_codebook_usage(model: Module, data: Dataset, path: str | os.PathLike) -> Path:
+    """VQ-VAE: how often each code is chosen on ``data``, one colour per position; dead codes marked."""
+    index = model.codes(data.x)
+    report = model.codebook_report(data.x)
+    k = report["codebook_size"]
+    fig = Figure(figsize=(max(6.0, 0.18 * k + 2), 3.4))
+    ax = fig.add_subplot()
+    bottom = np.zeros(k)
+    for m in range(index.shape[1]):
+        counts = np.bincount(index[:, m], minlength=k)
+        ax.bar(np.arange(k), counts, bottom=bottom, width=0.85, label=f"position {m + 1}")
+        bottom += counts
+    for d in report["dead_codes"]:
+        ax.plot(d, 0, "x", color="tab:red", markersize=6)
+    ax.set_xlabel("code")
+    ax.set_ylabel(f"times chosen on {data.name}")
+    ax.set_title(f"codebook usage: {report['codes_used']} of {k} codes used, {len(report['dead_codes'])} dead (x), "
+                 f"perplexity {report['perplexity']:.1f}")
+    if index.shape[1] <= 8:
+        ax.legend(fontsize=7, ncol=min(4, index.shape[1]))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def write_figures(
     model: Module,
     train: Dataset,
@@ -241,6 +265,10 @@ def write_figures(
     rng = Generator(seed)
     model.eval()
     written = [plot_reconstructions(model, test, out_dir / "reconstructions.png")]
+    if hasattr(model, "fit_prior"):  # VQ-VAE: the prior over codes is fitted after training
+        model.fit_prior(train.x)
+    if hasattr(model, "codebook_report"):
+        written.append(plot_codebook_usage(model, test, out_dir / "codebook_usage.png"))
     if hasattr(model, "sample"):
         written.append(plot_samples(model, rng, test.image_shape, out_dir / "samples.png", data=train))
     # The manifold decodes a continuous grid: meaningless for binary codes the decoder never sees in between.

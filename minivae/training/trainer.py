@@ -45,7 +45,9 @@ from minivae.training.checkpoint import (  # noqa: F401  (re-exported: the names
 from minivae.training.config import (  # noqa: F401
     IMAGE_DATA, RESUMABLE_KEYS, ConfigError, TrainConfig, config_differences,
 )
-from minivae.training.data import DataError, Dataset, batches, load_dataset
+from minivae.training.data import (
+    DataError, Dataset, batches, binarize, binarize_dataset, load_dataset, save_binarized,
+)
 from minivae.training.memory import check_fits, training_bytes
 from minivae.training.runfolder import (  # noqa: F401
     RunFolder, RunFolderError, atomic_write_bytes, atomic_write_json, atomic_write_text,
@@ -105,6 +107,11 @@ def evaluate(model: Module, data: Dataset, rng: Generator, batch_size: int = 500
     return {name: total / len(data) for name, total in totals.items()}
 
 
+TEST_BINARIZE_SEED = 20160101  # one fixed 0/1 test set for every binarizing run
+STATIC_BINARIZE_OFFSET = 7919  # the static training sample's seed: the run's seed plus this
+BINARIZED_TRAIN = "binarized_train.npz"  # where a static run keeps its sample
+
+
 def load_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
     """The train and test splits. The split itself is fixed (seed 0), whatever the training seed.
 
@@ -123,6 +130,14 @@ def load_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
             f"{config.data}{where}: the training images are {shape(train)} but the test images are {shape(test)}; "
             "one model cannot read both (mixed-up files?)"
         )
+    if config.binarize != "none":
+        # The test images are binarized once, with a seed shared by every run, so that runs
+        # are scored on the same 0/1 test set. "static" fixes one sample of the training set
+        # too (from the run's seed; the trainer saves it in the run folder); "dynamic" draws
+        # a fresh one for every batch in the training loop.
+        test = binarize_dataset(test, Generator(TEST_BINARIZE_SEED))
+        if config.binarize == "static":
+            train = binarize_dataset(train, Generator(config.seed + STATIC_BINARIZE_OFFSET))
     return train, test
 
 
@@ -178,6 +193,8 @@ class Trainer:
         config = self.config
         backend.set_backend(config.backend)
         self.train_set, self.test_set = load_data(config)
+        if config.binarize == "static":  # the run's one fixed sample, saved with it (packed bits)
+            save_binarized(self.out_dir / BINARIZED_TRAIN, self.train_set.x)
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
         samples = config.k if "k" in config.model_kwargs(1) else 1
         check_fits(
@@ -296,6 +313,8 @@ class Trainer:
         seen = 0
         limit = self._loss_limit()
         for index, (xb, yb) in enumerate(batches(self.train_set, self.config.batch_size, rng=self.rng)):
+            if self.config.binarize == "dynamic":  # a fresh 0/1 sample of each image; the rng is checkpointed
+                xb = binarize(xb, self.rng)
             try:
                 out = training_step(model, opt, xb, yb, self.rng, limit=limit)
             except BadLoss as err:
