@@ -14,9 +14,9 @@ from minivae.cli import main
 TOPICS = list(derivations.topics())
 
 
-def test_there_are_thirteen_topics_each_with_its_markdown_in_the_index():
+def test_there_are_fourteen_topics_each_with_its_markdown_in_the_index():
     index = (derivations.HERE / "README.md").read_text()
-    assert len(TOPICS) == 13
+    assert len(TOPICS) == 14
     for topic in TOPICS:
         assert (derivations.HERE / f"{topic}.md").is_file(), topic
         assert f"({topic}.md)" in index, topic
@@ -32,7 +32,7 @@ def test_topic_passes_and_every_row_is_a_numbered_equation(topic: str) -> None:
     assert all(row.equation.startswith(f"Eq {number}.") for row in table.rows)
 
 
-@pytest.mark.parametrize("topic", ["04_jensen_elbo", "07_score_function", "08_iwae_bound", "11_ring"])
+@pytest.mark.parametrize("topic", ["04_jensen_elbo", "07_score_function", "08_iwae_bound", "11_ring", "14_straight_through"])
 def test_plot_is_written(topic: str, tmp_path) -> None:
     assert derivations.run(topic, plot_dir=str(tmp_path)).ok
     pngs = list(tmp_path.glob("*.png"))
