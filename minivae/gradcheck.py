@@ -86,13 +86,19 @@ def gradcheck(
     rtol: float = 1e-3,
     rng: Generator | Sequence[Generator] | None = None,
     raise_on_failure: bool = True,
+    noncontiguous: bool = False,
 ) -> GradcheckReport:
     """Compare ``backward()`` with central differences for every input that requires grad.
 
     ``inputs`` is a tensor, a sequence of tensors (``fn(*inputs)`` is called) or a
     Module (``fn()`` is called and the module's parameters are checked). All must be
-    float64. Returns a :class:`GradcheckReport`; raises :class:`GradcheckError` on a
-    mismatch unless ``raise_on_failure=False``.
+    float64. Inputs may be views with any strides (transposed, sliced) and 0-d; each
+    element is perturbed where it lives, so ``fn`` sees exactly the layout it was given.
+    A tensor passed twice is checked once (its gradient is the sum of both uses).
+    ``noncontiguous=True`` runs the whole check a second time with every input's values
+    moved into a strided (non-contiguous) array, to catch a backward that is right only
+    for contiguous arrays. Returns a :class:`GradcheckReport`; raises
+    :class:`GradcheckError` on a mismatch unless ``raise_on_failure=False``.
     """
     if isinstance(inputs, Module):
         named = list(inputs.named_parameters())
@@ -109,9 +115,35 @@ def gradcheck(
                 f"gradcheck: {name} is {t.dtype}; finite differences need float64 "
                 "(use tensor(..., dtype='float64') or module.astype('float64'))"
             )
-    checked = [(name, t) for name, t in named if t.requires_grad]
+    seen: set[int] = set()
+    checked = []
+    for name, t in named:
+        if t.requires_grad and id(t) not in seen:
+            seen.add(id(t))
+            checked.append((name, t))
     if not checked:
         raise ValueError("gradcheck: no input requires grad; nothing to check")
+    report = GradcheckReport(eps=eps, atol=atol, rtol=rtol)
+    layouts = [""] + ([" (strided)"] if noncontiguous else [])
+    for suffix in layouts:
+        swapped = [(t, t.data) for _, t in named]
+        try:
+            for _, t in named:
+                # A private copy where perturbing in place would be wrong: a read-only or
+                # broadcast (stride-0) array, where one memory cell stands for many elements.
+                if suffix or _aliased_or_readonly(t.data):
+                    t.data = _strided_copy(t.data) if suffix else t.data.copy()
+            report.inputs += _check(fn, call, checked, rng, eps, atol, rtol, suffix)
+        finally:
+            for t, data in swapped:
+                t.data = data
+    if raise_on_failure and not report.ok:
+        raise GradcheckError(report)
+    return report
+
+
+def _check(fn, call, checked, rng, eps: float, atol: float, rtol: float, suffix: str) -> list[InputCheck]:
+    """One analytic-versus-numeric comparison for every tensor in ``checked``."""
 
     generators = [] if rng is None else [rng] if isinstance(rng, Generator) else list(rng)
     states = [g.get_state() for g in generators]
@@ -124,15 +156,18 @@ def gradcheck(
             raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
         return out
 
-    # Analytic: backward of <w, f> with fixed weights w.
+    # Analytic: backward of <w, f> with fixed random weights w, of both signs and never
+    # near 0, also for a one-element output: a backward that ignores its upstream
+    # gradient would pass a check seeded with ones.
     saved_grads = [t.grad for _, t in checked]
     for _, t in checked:
         t.grad = None
     out = evaluate()
     xp = backend.array_module(out.data)
-    weights = xp.ones_like(out.data) if out.size == 1 else backend.to_backend(
-        Generator(20240229).uniform(out.shape, 0.5, 1.5, dtype="float64")
-    )
+    draw = Generator(20240229)
+    signs = draw.uniform(out.shape, dtype="float64") < 0.5
+    weights = backend.to_backend(draw.uniform(out.shape, 0.5, 1.5, dtype="float64") * (1 - 2 * signs))
+    weights = weights.astype(out.data.dtype)
     out.backward(weights)
     analytic = [
         backend.to_numpy(t.grad).copy() if t.grad is not None else backend.to_numpy(xp.zeros_like(t.data))
@@ -144,45 +179,65 @@ def gradcheck(
     def objective() -> float:
         return float((evaluate().data * weights).sum())
 
-    report = GradcheckReport(eps=eps, atol=atol, rtol=rtol)
+    results = []
     with no_grad():
         for (name, t), grad in zip(checked, analytic):
             numeric = _central_differences(objective, t, eps)
             err = abs(grad - numeric)
             allowed = atol + rtol * abs(numeric)
-            worst = tuple(int(i) for i in divmod_index(int((err - allowed).argmax()), t.shape))
+            worst = tuple(int(i) for i in divmod_index(int((err - allowed).argmax()), t.shape)) if err.size else ()
             rel = err / (abs(numeric) + 1e-12)
-            report.inputs.append(
+            results.append(
                 InputCheck(
-                    name=name,
+                    name=name + suffix,
                     shape=t.shape,
                     max_abs_error=float(err.max()) if err.size else 0.0,
                     max_rel_error=float(rel.max()) if rel.size else 0.0,
                     worst_index=worst,
-                    analytic=float(grad[worst]) if grad.size else 0.0,
+                    analytic=float(grad[worst]) if grad.size else 0.0,  # (an empty input passes trivially)
                     numeric=float(numeric[worst]) if numeric.size else 0.0,
                     passed=bool((err <= allowed).all()),
                 )
             )
-    if raise_on_failure and not report.ok:
-        raise GradcheckError(report)
-    return report
+    return results
+
+
+def _aliased_or_readonly(a) -> bool:
+    """True when writing one element of ``a`` in place is impossible or changes others too."""
+    flags = getattr(a, "flags", None)
+    if flags is not None and not getattr(flags, "writeable", True):
+        return True
+    return any(stride == 0 and n > 1 for stride, n in zip(a.strides, a.shape))
+
+
+def _strided_copy(a):
+    """The values of ``a`` in a non-contiguous array (every other element of a buffer)."""
+    xp = backend.array_module(a)
+    buffer = xp.zeros(a.shape + (2,), dtype=a.dtype)
+    view = buffer[..., 0]
+    view[...] = a
+    return view
 
 
 def _central_differences(objective: Callable[[], float], t: Tensor, eps: float):
-    """[f(θ + h eᵢ) - f(θ - h eᵢ)] / 2h for every element i of t (restores t exactly)."""
+    """[f(θ + h eᵢ) - f(θ - h eᵢ)] / 2h for every element i of t (restores t exactly).
+
+    Each element is written where it lives, through its multi-index: for a view
+    (transposed, sliced) a flat reshape would be a copy, and perturbing the copy would
+    leave t unchanged (a numeric gradient of 0).
+    """
     import numpy as np  # the numerical result is always gathered on the host
 
     numeric = np.zeros(t.shape, dtype=np.float64)
-    flat = t.data.reshape(-1)  # a view: writing into it perturbs t
-    for i in range(flat.size):
-        original = flat[i].item()
-        flat[i] = original + eps
+    data = t.data
+    for index in np.ndindex(*t.shape):
+        original = data[index].item()
+        data[index] = original + eps
         plus = objective()
-        flat[i] = original - eps
+        data[index] = original - eps
         minus = objective()
-        flat[i] = original
-        numeric.reshape(-1)[i] = (plus - minus) / (2 * eps)
+        data[index] = original
+        numeric[index] = (plus - minus) / (2 * eps)
     return numeric
 
 

@@ -18,7 +18,8 @@ def test_gradcheck_catches_a_planted_wrong_gradient():
         mv.gradcheck(lambda x: planted_square(x).sum(), [x])
     report = err.value.report
     assert not report.ok
-    assert report.inputs[0].max_abs_error == pytest.approx(0.01, rel=1e-4)
+    # the error is 0.01 times the random weight of the one output (0.5 <= |w| <= 1.5)
+    assert 0.005 - 1e-8 <= report.inputs[0].max_abs_error <= 0.015 + 1e-8
     assert "FAIL" in str(err.value)
 
 
@@ -73,3 +74,73 @@ def test_gradcheck_restores_inputs_and_previous_grads():
     mv.gradcheck(lambda x: (x * x).sum(), [x])
     np.testing.assert_array_equal(x.numpy(), before)
     np.testing.assert_array_equal(x.grad, [7.0, 7.0])
+
+
+# -- inputs of every layout, and the bugs a weaker checker would miss ---------------------
+def test_gradcheck_perturbs_a_transposed_view_in_place():
+    base = np.arange(1.0, 13.0).reshape(3, 4)
+    x = Tensor(base.T, requires_grad=True, dtype="float64")  # shares memory, not contiguous
+    assert not x.data.flags.c_contiguous
+    report = mv.gradcheck(lambda x: (x * x * x).sum(), [x])
+    assert report.ok
+    assert report.inputs[0].numeric != 0.0  # the perturbation reached the values fn reads
+    np.testing.assert_array_equal(base, np.arange(1.0, 13.0).reshape(3, 4))  # restored exactly
+
+
+@pytest.mark.parametrize("view", ["transposed", "strided slice", "broadcast (read-only)"])
+def test_gradcheck_agrees_with_the_formula_on_views(view):
+    base = np.linspace(-1.0, 1.0, 24).reshape(4, 6)
+    data = {"transposed": base.T, "strided slice": base[::2, 1::2],
+            "broadcast (read-only)": np.broadcast_to(base[:1], (3, 6))}[view]
+    x = Tensor(data, requires_grad=True, dtype="float64")
+    w = np.random.default_rng(0).normal(size=x.shape)
+    report = mv.gradcheck(lambda x: (mv.sin(x) * w).sum(), [x])
+    assert report.ok and report.inputs[0].max_abs_error < 1e-8
+
+
+def test_gradcheck_on_a_0d_input_and_an_input_used_twice():
+    s = mv.tensor(0.7, requires_grad=True, dtype="float64")
+    report = mv.gradcheck(lambda a, b: a * b * a, [s, s])  # the same tensor in two slots: s³
+    assert report.ok and len(report.inputs) == 1 and report.inputs[0].shape == ()
+    # analytic = w · 3s² for the random output weight w, 0.5 <= |w| <= 1.5 (not w · 2s: both uses count)
+    assert 0.5 <= abs(report.inputs[0].analytic) / (3 * 0.7**2) <= 1.5
+    assert mv.gradcheck(lambda s: s + s + s, [s]).ok
+
+
+def ignores_upstream(x: Tensor) -> Tensor:
+    """y = x² whose backward returns 2x, forgetting to multiply by g."""
+    return Tensor.from_op(x.data**2, (x,), lambda g: (2 * x.data,), "no_upstream_square")
+
+
+@pytest.mark.parametrize("reduce", ["sum", "none", "scalar"])
+def test_gradcheck_catches_a_vjp_that_ignores_its_upstream_gradient(reduce):
+    if reduce == "scalar":  # a single-element output: the seed must not be 1 either
+        x = mv.tensor(0.8, requires_grad=True, dtype="float64")
+        fn = ignores_upstream
+    else:
+        x = mv.tensor([0.5, -1.0, 2.0], requires_grad=True, dtype="float64")
+        fn = (lambda x: ignores_upstream(x).sum()) if reduce == "sum" else ignores_upstream
+    assert not mv.gradcheck(fn, [x], raise_on_failure=False).ok
+
+
+def contiguous_only(x: Tensor) -> Tensor:
+    """y = x² whose backward reads x's memory as if it were C-contiguous (a kernel's classic bug)."""
+
+    def backward(g):
+        flat = np.lib.stride_tricks.as_strided(x.data, shape=(x.size,), strides=(x.data.itemsize,))
+        return (g * 2 * flat.reshape(x.shape),)
+
+    return Tensor.from_op(x.data**2, (x,), backward, "contiguous_only_square")
+
+
+def test_gradcheck_catches_a_vjp_wrong_only_for_non_contiguous_inputs():
+    values = np.random.default_rng(1).normal(size=(3, 4))
+    contiguous = mv.tensor(values, requires_grad=True, dtype="float64")
+    assert mv.gradcheck(contiguous_only, [contiguous]).ok  # the bug is invisible here ...
+    transposed = Tensor(np.ascontiguousarray(values.T).T, requires_grad=True, dtype="float64")
+    assert not mv.gradcheck(contiguous_only, [transposed], raise_on_failure=False).ok  # ... not here
+    # and noncontiguous=True finds it from the contiguous input alone
+    report = mv.gradcheck(contiguous_only, [contiguous], raise_on_failure=False, noncontiguous=True)
+    assert [c.passed for c in report.inputs] == [True, False]
+    assert report.inputs[1].name == "input[0] (strided)"
+    np.testing.assert_array_equal(contiguous.numpy(), values)
