@@ -281,3 +281,14 @@ def test_bad_vqvae_options_are_refused(capsys):
     with pytest.raises(ConfigError, match="--commitment"):
         TrainConfig(model="vqvae", commitment=-1.0)
     assert TrainConfig(model="vqvae", codebook_size=9, ema=True).model_kwargs(10)["codebook_size"] == 9
+
+
+def test_a_config_saved_before_the_vq_and_made_options_still_matches_for_resume():
+    from minivae.training.config import TrainConfig, config_differences
+
+    current = TrainConfig(model="vae").to_dict()
+    old = {k: v for k, v in current.items()
+           if k not in ("codebook_size", "positions", "commitment", "ema", "restart_dead", "made_hidden", "free_bits")}
+    assert config_differences(old, current) == []
+    assert config_differences({**old, "latent": 5}, current) == ["latent: saved 5, now 2"]
+    assert config_differences(old, {**current, "ema": True}) == ["ema: saved False, now True"]

@@ -153,6 +153,19 @@ class TrainConfig:
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any], ignore: Sequence[str] = ()) -> list[str]:
-    """Human-readable 'key: saved X, now Y' lines for every setting that differs."""
+    """Human-readable 'key: saved X, now Y' lines for every setting that differs.
+
+    A setting the saved run does not mention (it predates that setting) counts as its default.
+    """
+    defaults = TrainConfig.__dataclass_fields__
+    saved = {**{k: _default(f) for k, f in defaults.items() if k not in saved and k in current}, **saved}
     keys = sorted((set(saved) | set(current)) - set(ignore))
     return [f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+
+
+def _default(f: Any) -> Any:
+    """The default value of a dataclass field (calling its factory), as :meth:`TrainConfig.to_dict` would write it."""
+    from dataclasses import MISSING
+
+    value = f.default_factory() if f.default_factory is not MISSING else f.default
+    return None if value is MISSING else value
