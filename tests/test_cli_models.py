@@ -44,6 +44,7 @@ def test_train_resume_eval_and_sample_a_cvae(tmp_path, capsys):
     assert main(["eval", str(run), "--k", "20"]) == 0
     printed = capsys.readouterr().out
     assert "-ELBO" in printed and "importance-sampled" in printed
+    assert "ln p(x|y), importance-sampled" in printed  # a CVAE's likelihood is conditional on the label
     result = json.loads((run / "eval.json").read_text())
     assert result["epoch"] == 2 and result["k"] == 20 and result["test_examples"] == 359
     # ln p(x) >= ELBO on average (importance sampling with k = 20 tightens the bound).

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         dims = [1, 2, 4, 8, 16, 32]
         samples = [2, 4, 16, 64, 256]
         seeds = min(args.seeds, 100)
+        print(f"variance sweeps for the figures: D in {dims}, n in {samples}, {seeds} seeds each ...", flush=True)
         for path in lab.plot_sweeps(args.function, dims, samples, seeds, args.plot, args.dim, args.samples):
             print(f"wrote {path}")
     if args.vae:
