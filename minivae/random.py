@@ -29,6 +29,11 @@ class Generator:
     def __init__(self, seed: int | None = 0) -> None:
         if seed is None:
             raise ValueError("Generator(seed): a seed is required; minivae keeps randomness explicit")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            # int(1.5) would silently give the stream of seed 1
+            raise TypeError(f"Generator(seed): the seed must be an integer, got {seed!r} ({type(seed).__name__})")
+        if seed < 0:
+            raise ValueError(f"Generator(seed): the seed must be >= 0, got {seed}")
         self.seed = int(seed)
         self.numpy = np.random.Generator(np.random.PCG64(self.seed))
 
