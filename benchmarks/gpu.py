@@ -459,6 +459,7 @@ def minivae_step(ctx: "Context", batch: int) -> Callable[[], None]:
     import numpy as np
 
     import minivae as mv
+    from minivae import providers
     from minivae.models import build_model
 
     d_in, d_hid, d_z = ctx.plan["dims"]
@@ -563,27 +564,29 @@ class _minivae_kernels:
         self.ctx, self.kernels = ctx, kernels
 
     def __enter__(self):
+        from minivae import providers
         from minivae.providers import backend, cuda as accel_cuda
 
-        self._previous = (backend.get_backend(), backend.get_kernels())
+        self._previous = (backend.get_backend(), providers.get_kernels())
         if self.ctx.simulate:
-            backend.set_kernels("reference")
+            providers.set_kernels("reference")
             self._sim = accel_cuda.simulate_on_host() if self.kernels == "custom" else None
             if self._sim is not None:
                 self._sim.__enter__()
-                backend.set_kernels("custom")
+                providers.set_kernels("custom")
         else:
             backend.set_backend("cupy")
-            backend.set_kernels(self.kernels)
+            providers.set_kernels(self.kernels)
         return self
 
     def __exit__(self, *exc):
-        from minivae import backend
+        from minivae import providers
+        from minivae.providers import backend
 
         if self.ctx.simulate and self._sim is not None:
             self._sim.__exit__(*exc)
         backend.set_backend(self._previous[0])
-        backend.set_kernels(self._previous[1])
+        providers.set_kernels(self._previous[1])
         return False
 
 

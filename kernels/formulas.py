@@ -11,6 +11,13 @@ one formula may call another (``activation`` calls ``sigmoid``) on either target
 without a second copy of the math. Uncompiled, they stay ordinary Python functions,
 which is what the tests compare against NumPy.
 
+Constants are written ``cast(0.5, x)``: "0.5 in x's float type". A bare Python float
+is a float64 to numba, so ``0.5 * x`` on a float32 ``x`` would be computed in float64
+(a double multiply, and ``math.exp`` of a double): correct, but 2x the registers and,
+on consumer GPUs, 32-64x slower arithmetic. With ``cast`` a float32 kernel runs
+float32 math from end to end (tests/kernels/test_cuda_compile.py counts the float64
+instructions in the float32 PTX: zero) and a float64 kernel float64 math.
+
 Activations are selected by a small integer code (``RELU`` ...), because a kernel
 argument has to be a number; ``activation_code("relu")`` turns names into codes.
 
@@ -36,7 +43,8 @@ import math
 from types import SimpleNamespace
 
 import numba
-from numba.extending import register_jitable
+from numba import types
+from numba.extending import overload, register_jitable
 
 IDENTITY = 0
 RELU = 1
@@ -69,13 +77,35 @@ def activation_code(act: int | str) -> int:
     return code
 
 
+# ------------------------------------------------------------------------ typed constants
+
+
+def cast(value, like):
+    """``value`` as a number of ``like``'s float type (uncompiled Python: ``value`` as is,
+    and NumPy's promotion rules keep a float32 result float32)."""
+    return value
+
+
+@overload(cast)
+def _cast_compiled(value, like):
+    # Compiled (CPU or CUDA): convert to the float type numba inferred for ``like``.
+    if isinstance(like, types.Float):
+        float_type = like
+
+        def impl(value, like):
+            return float_type(value)
+
+        return impl
+    return lambda value, like: value
+
+
 # --------------------------------------------------------------------------- activations
 
 
 @register_jitable
 def relu(x):
     """max(x, 0), spelled as a branch: numba's CUDA target rejects mixed-type max()."""
-    return x if x > 0.0 else 0.0 * x
+    return x if x > cast(0.0, x) else cast(0.0, x) * x
 
 
 @register_jitable
@@ -85,10 +115,11 @@ def sigmoid(x):
     For x < 0 we use e^x / (1 + e^x): both forms are equal, but only the one whose
     exponent is <= 0 is safe.
     """
-    if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
+    one = cast(1.0, x)
+    if x >= cast(0.0, x):
+        return one / (one + math.exp(-x))
     e = math.exp(x)
-    return e / (1.0 + e)
+    return e / (one + e)
 
 
 @register_jitable
@@ -104,14 +135,14 @@ def activation(code, x, slope):
     if code == RELU:
         return relu(x)
     if code == LEAKY_RELU:
-        return x if x > 0.0 else slope * x
+        return x if x > cast(0.0, x) else cast(slope, x) * x
     if code == SIGMOID:
         return sigmoid(x)
     if code == TANH:
         return math.tanh(x)
     if code == SOFTPLUS:
         return softplus(x)
-    return x + 0.0  # identity; "+ 0.0" keeps the return type a float on every branch
+    return x + cast(0.0, x)  # identity; "+ 0" keeps the return type a float on every branch
 
 
 @register_jitable
@@ -121,18 +152,19 @@ def activation_grad(code, y, slope):
     At the kink of relu / leaky relu (x = 0) we pick the left derivative (0 / slope),
     the same choice as ``x > 0`` on the pre-activation.
     """
+    one, zero = cast(1.0, y), cast(0.0, y)
     if code == RELU:
-        return 1.0 if y > 0.0 else 0.0
+        return one if y > zero else zero
     if code == LEAKY_RELU:
-        return 1.0 if y > 0.0 else slope
+        return one if y > zero else cast(slope, y)
     if code == SIGMOID:
-        return y * (1.0 - y)
+        return y * (one - y)
     if code == TANH:
-        return 1.0 - y * y
+        return one - y * y
     if code == SOFTPLUS:
         # sigmoid(x) = 1 - e^{-softplus(x)}; expm1 keeps it accurate when y is tiny.
         return -math.expm1(-y)
-    return 1.0
+    return one
 
 
 @register_jitable
@@ -161,20 +193,21 @@ def bias_act_backward(code, g, saved, slope, from_output):
 @register_jitable
 def reparam(mu, logvar, eps):
     """z = mu + sigma * eps with sigma = exp(logvar / 2)."""
-    return mu + math.exp(0.5 * logvar) * eps
+    return mu + math.exp(cast(0.5, logvar) * logvar) * eps
 
 
 @register_jitable
 def reparam_grad_logvar(g, logvar, eps):
     """dL/dlogvar = g * dz/dlogvar = g * 0.5 * exp(logvar / 2) * eps.  (dL/dmu = g.)"""
-    return g * 0.5 * math.exp(0.5 * logvar) * eps
+    half = cast(0.5, logvar)
+    return g * half * math.exp(half * logvar) * eps
 
 
 @register_jitable
 def gaussian_kl(mu, logvar):
     """KL(N(mu, e^lv) || N(0, 1)) for one latent dimension:
     0.5 * (e^lv + mu^2 - 1 - lv)."""
-    return 0.5 * (math.exp(logvar) + mu * mu - 1.0 - logvar)
+    return cast(0.5, logvar) * (math.exp(logvar) + mu * mu - cast(1.0, logvar) - logvar)
 
 
 @register_jitable
@@ -186,7 +219,7 @@ def gaussian_kl_grad_mu(g, mu):
 @register_jitable
 def gaussian_kl_grad_logvar(g, logvar):
     """dKL/dlv = 0.5 * (e^lv - 1), times the upstream gradient g."""
-    return g * 0.5 * math.expm1(logvar)
+    return g * cast(0.5, logvar) * math.expm1(logvar)
 
 
 @register_jitable
@@ -194,6 +227,21 @@ def bce_with_logits(logit, target):
     """Binary cross-entropy of target x under Bernoulli(sigmoid(l)):
     -x log s(l) - (1 - x) log(1 - s(l)) = max(l, 0) - l x + log1p(e^-|l|)."""
     return relu(logit) - logit * target + math.log1p(math.exp(-abs(logit)))
+
+
+@register_jitable
+def sigmoid_from_saved(logit, e):
+    """sigma(l) from e = e^-|l| (saved by a forward pass): 1 / (1 + e) for l >= 0 and
+    e / (1 + e) for l < 0 -- the two stable forms of ``sigmoid`` without an exp."""
+    one = cast(1.0, e)
+    return (one if logit >= cast(0.0, logit) else e) / (one + e)
+
+
+@register_jitable
+def bce_from_log1p(logit, target, log1p_e):
+    """``bce_with_logits`` with its last term log1p(e^-|l|) given (computed by NumPy's
+    vectorised log1p on the CPU)."""
+    return relu(logit) - logit * target + log1p_e
 
 
 @register_jitable
@@ -221,8 +269,9 @@ def adam(p, g, m, v, lr, beta1, beta2, eps, bias_corr1, bias_corr2, weight_decay
     """
     if not decoupled:
         g = g + weight_decay * p
-    m = beta1 * m + (1.0 - beta1) * g
-    v = beta2 * v + (1.0 - beta2) * g * g
+    one = cast(1.0, p)
+    m = beta1 * m + (one - beta1) * g
+    v = beta2 * v + (one - beta2) * g * g
     step = lr * (m / bias_corr1) / (math.sqrt(v / bias_corr2) + eps)
     if decoupled:
         step = step + lr * weight_decay * p
@@ -248,6 +297,8 @@ FORMULAS = (
     "gaussian_kl_grad_logvar",
     "bce_with_logits",
     "bce_with_logits_grad",
+    "sigmoid_from_saved",
+    "bce_from_log1p",
     "adam",
 )
 

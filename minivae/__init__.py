@@ -12,6 +12,7 @@ pass in :mod:`minivae.ops`), checked (:func:`gradcheck`) and fast.
 
 from minivae.providers import backend
 from minivae import distributions, losses, nn, optim, random
+from minivae.providers import get_kernels, set_kernels, use_kernels
 from minivae.providers.backend import get_backend, set_backend, use_backend
 from minivae.distributions import Normal, kl_normal_standard, reparameterize
 from minivae.gradcheck import GradcheckError, GradcheckReport, gradcheck
@@ -50,6 +51,10 @@ from minivae.ops import (
     tanh,
     transpose,
 )
+from minivae.ops import (  # the ops a course reaches for beyond the layers above
+    broadcast_to, elu, eq, erf, expand, expm1, flatten, ge, gelu, gt, le, log1p, logsigmoid, lt, max, maximum,
+    min, minimum, ne, one_hot, sign, silu, square, squeeze, stack, std, unsqueeze, var, where,
+)
 from minivae.tensor import AnomalyError, GraphFreedError, Tensor, detect_anomaly, is_grad_enabled, no_grad, tensor
 
 __version__ = "0.1.0"
@@ -57,9 +62,12 @@ __version__ = "0.1.0"
 __all__ = [
     "AnomalyError", "GradcheckError", "GradcheckReport", "GraphFreedError", "Normal", "Tensor",
     "abs", "add", "astype", "backend", "bce_with_logits", "bce_with_logits_sum", "clip", "concat", "cos", "detect_anomaly", "distributions",
-    "div", "draw_graph", "exp", "get_backend", "getitem", "gradcheck", "graph_summary", "is_grad_enabled",
+    "div", "draw_graph", "exp", "get_backend", "get_kernels", "getitem", "gradcheck", "graph_summary", "is_grad_enabled",
     "kl_normal_standard", "leaky_relu", "linear", "log", "log_softmax", "logsumexp", "losses", "matmul",
     "mean", "mul", "neg", "nn", "no_grad", "optim", "power", "random", "relu", "reparameterize", "reshape",
-    "set_backend", "sigmoid", "sin", "softmax", "softplus", "sqrt", "sub", "sum", "tanh", "tensor", "transpose",
-    "use_backend",
+    "set_backend", "set_kernels", "sigmoid", "sin", "softmax", "softplus", "sqrt", "sub", "sum", "tanh", "tensor", "transpose",
+    "use_backend", "use_kernels",
+    "broadcast_to", "elu", "eq", "erf", "expand", "expm1", "flatten", "ge", "gelu", "gt", "le", "log1p", "logsigmoid",
+    "lt", "max", "maximum", "min", "minimum", "ne", "one_hot", "sign", "silu", "square", "squeeze", "stack", "std",
+    "unsqueeze", "var", "where",
 ]

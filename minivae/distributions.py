@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from minivae.providers import backend
+from minivae.providers import backend, provider_for
 from minivae import ops
 from minivae.random import Generator
 from minivae.tensor import Tensor
@@ -32,29 +32,22 @@ def reparameterize(mu: Tensor, logvar: Tensor, eps: Any) -> Tensor:
     ∂z/∂mu = 1                                  → mū = g
     ∂z/∂logvar = ½ exp(logvar / 2) · eps         → logvar̄ = g · ½ σ · eps
     ``eps`` may carry extra leading sample axes (k, ...); the engine sums them out.
+    Derivation: derivations/06_reparameterization.md.
     """
-    mu, logvar = ops._pair("rsample", mu, logvar)
+    mu, logvar = ops.binary_operands("rsample", mu, logvar)
     xp = backend.array_module(mu.data)
     eps = xp.asarray(eps.data if isinstance(eps, Tensor) else eps, dtype=mu.data.dtype)
-    fast = ops._fast(mu.data, logvar.data, eps) if mu.shape == logvar.shape == eps.shape else None
-    if fast:
-        z = fast.reparam(mu.data, logvar.data, eps)
-    else:
-        std = xp.exp(0.5 * logvar.data)
-        try:
-            z = mu.data + std * eps
-        except ValueError:
-            raise ValueError(
-                f"rsample: noise of shape {eps.shape} does not broadcast with mu {mu.shape} and logvar {logvar.shape}"
-            ) from None
+    try:
+        xp.broadcast_shapes(mu.shape, logvar.shape, eps.shape)
+    except ValueError:
+        raise ValueError(
+            f"rsample: noise of shape {eps.shape} does not broadcast with mu {mu.shape} and logvar {logvar.shape}"
+        ) from None
+    provider = provider_for(mu.data)
+    z = provider.reparam(mu.data, logvar.data, eps)
 
     def backward(g):
-        if not logvar.requires_grad:
-            return g, None
-        if fast and g.flags.c_contiguous:
-            return g, fast.reparam_grad_logvar(g, logvar.data, eps)
-        sigma = xp.exp(0.5 * logvar.data) if fast else std  # the fast forward kept no std
-        return g, g * (0.5 * sigma * eps)
+        return g, (provider.reparam_grad_logvar(g, logvar.data, eps) if logvar.requires_grad else None)
 
     out = Tensor.from_op(z, (mu, logvar), backward, "rsample", stochastic=True)
     out.eps = eps  # kept so a reader (or a gradient check) can replay this exact sample
@@ -65,28 +58,21 @@ def kl_normal_standard(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mu, diag e^logvar) ‖ N(0, I)) = ½ Σ_d (e^logvar + mu² - 1 - logvar), summed over the last axis.
 
     ∂KL/∂mu = mu,   ∂KL/∂logvar = ½ (e^logvar - 1).
+    Derivation: derivations/05_kl_gaussians.md.
     """
-    mu, logvar = ops._pair("kl_normal_standard", mu, logvar)
-    xp = backend.array_module(mu.data)
-    fast = ops._fast(mu.data, logvar.data) if mu.shape == logvar.shape and mu.ndim == 2 else None
-    if fast:
-        value = fast.kl_rows(mu.data, logvar.data)
-    else:
-        try:
-            var = xp.exp(logvar.data)
-            terms = var + mu.data * mu.data - 1 - logvar.data
-        except ValueError:
-            raise ValueError(f"kl_normal_standard: mu {mu.shape} and logvar {logvar.shape} do not broadcast") from None
-        value = 0.5 * terms.sum(axis=-1)
+    mu, logvar = ops.binary_operands("kl_normal_standard", mu, logvar)
+    try:
+        backend.numpy.broadcast_shapes(mu.shape, logvar.shape)
+    except ValueError:
+        raise ValueError(f"kl_normal_standard: mu {mu.shape} and logvar {logvar.shape} do not broadcast") from None
+    if mu.ndim == 0 and logvar.ndim == 0:
+        raise ValueError("kl_normal_standard: mu and logvar are 0-d; the KL sums over a last axis (give shape (d,) or (n, d))")
+    provider = provider_for(mu.data)
+    value = provider.kl_rows(mu.data, logvar.data)
 
     def backward(g):
-        if fast and mu.requires_grad and logvar.requires_grad:
-            return fast.kl_grads(mu.data, logvar.data, xp.ascontiguousarray(g))
-        var = xp.exp(logvar.data)
-        g = xp.expand_dims(g, -1)
-        gmu = g * mu.data if mu.requires_grad else None
-        glv = g * (0.5 * (var - 1)) if logvar.requires_grad else None
-        return gmu, glv
+        gmu, glv = provider.kl_grads(mu.data, logvar.data, g)
+        return (gmu if mu.requires_grad else None), (glv if logvar.requires_grad else None)
 
     return Tensor.from_op(value, (mu, logvar), backward, "kl_normal_standard")
 
@@ -97,7 +83,7 @@ class Normal:
     def __init__(self, mu: Any, logvar: Any) -> None:
         if not isinstance(mu, Tensor) and not isinstance(logvar, Tensor):
             mu, logvar = Tensor(mu), Tensor(logvar)
-        self.mu, self.logvar = ops._pair("Normal", mu, logvar)
+        self.mu, self.logvar = ops.binary_operands("Normal", mu, logvar)
         self.eps: Any = None
 
     @property
@@ -134,7 +120,7 @@ class Normal:
 
     def log_prob(self, z: Any) -> Tensor:
         """ln N(z; mu, σ²) = -½ Σ_d [ln 2π + logvar + (z - mu)² e^-logvar], summed over the last axis."""
-        diff = z - self.mu if isinstance(z, Tensor) else ops._as_tensor(z, self.mu, "log_prob") - self.mu
+        diff = z - self.mu if isinstance(z, Tensor) else ops.as_tensor(z, self.mu, "log_prob") - self.mu
         terms = LOG_2PI + self.logvar + diff * diff * ops.exp(-self.logvar)
         return -0.5 * terms.sum(axis=-1)
 

@@ -30,6 +30,15 @@ class Node:
     inputs: list[int]
 
 
+def display_name(op: str) -> str:
+    """How a node is labelled: a fused node shows the steps it fuses, e.g. the dense
+    layer ``linear+relu`` as ``linear → relu (fused)``, so the picture keeps the two
+    steps a course draws while the engine runs them as one node."""
+    if "+" not in op:
+        return op
+    return " → ".join(op.split("+")) + " (fused)"
+
+
 def _nodes(root: Tensor) -> list[Node]:
     """Every tensor reachable through ``_parents``, each after its inputs."""
     order: list[Tensor] = []
@@ -50,7 +59,7 @@ def _nodes(root: Tensor) -> list[Node]:
     for i, t in enumerate(order):
         if t._parents or t.op != "input":
             kind = "stochastic" if t.stochastic else "op"
-            label = t.op
+            label = display_name(t.op)
         elif t.requires_grad:
             kind, label = "parameter", t.name or "parameter"
         else:
@@ -63,10 +72,10 @@ def _nodes(root: Tensor) -> list[Node]:
 
 def graph_summary(root: Tensor) -> str:
     """One line per node: index, op or name, output shape, and which nodes feed it."""
-    lines = [f"{'#':>3}  {'node':<22} {'kind':<10} {'shape':<16} inputs"]
+    lines = [f"{'#':>3}  {'node':<28} {'kind':<10} {'shape':<16} inputs"]
     for n in _nodes(root):
         inputs = ", ".join(f"#{i}" for i in n.inputs) or "-"
-        lines.append(f"{n.index:>3}  {n.label:<22} {n.kind:<10} {str(n.shape):<16} {inputs}")
+        lines.append(f"{n.index:>3}  {n.label:<28} {n.kind:<10} {str(n.shape):<16} {inputs}")
     return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ import math
 from typing import Any, Iterator
 
 from minivae.providers import backend
+from minivae.providers.base import ACTIVATION_NAMES
 from minivae import ops
 from minivae.random import Generator
 from minivae.tensor import Tensor, canonical_dtype
@@ -169,7 +170,7 @@ class Module:
 class Linear(Module):
     """y = x @ weight + bias, with weight of shape (in_features, out_features).
 
-    ``activation`` (a name from ``ops.ACTIVATIONS``, e.g. ``"relu"``; default None)
+    ``activation`` (a name from ``ACTIVATION_NAMES``, e.g. ``"relu"``; default None)
     makes it y = f(x @ weight + bias) in one fused node (see ``ops.linear``); the same
     numbers as ``ops.relu(Linear(...)(x))``, faster. ``slope`` is leaky_relu's.
     A :class:`Sequential` fuses ``Linear`` followed by an activation module by itself.
@@ -193,8 +194,8 @@ class Linear(Module):
         slope: float = 0.01,
     ) -> None:
         super().__init__()
-        if activation is not None and activation not in ops.ACTIVATIONS:
-            raise ValueError(f"Linear: unknown activation {activation!r}; expected one of {sorted(ops.ACTIVATIONS)}")
+        if activation is not None and activation not in ACTIVATION_NAMES:
+            raise ValueError(f"Linear: unknown activation {activation!r}; expected one of {sorted(ACTIVATION_NAMES)}")
         self.activation, self.slope = activation, slope
         if not isinstance(rng, Generator):
             raise TypeError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from minivae.providers import backend
+from minivae.providers import backend, provider_for
 from minivae.tensor import Tensor
 
 
@@ -24,8 +24,7 @@ class Optimizer:
         for i, p in enumerate(self.params):
             if not isinstance(p, Tensor) or not p.requires_grad:
                 raise TypeError(f"{type(self).__name__}: parameter {i} is not a tensor that requires grad")
-        if lr <= 0:
-            raise ValueError(f"{type(self).__name__}: learning rate must be positive, got {lr}")
+        _check_number(type(self).__name__, "learning rate", lr, positive=True)
         self.lr = float(lr)
         self.steps = 0
 
@@ -72,6 +71,17 @@ class Optimizer:
                     buffers[i] = None
 
 
+def _check_number(owner: str, name: str, value: Any, positive: bool = False) -> None:
+    """A finite real number (>= 0; > 0 with ``positive``): NaN compares False with
+    everything, so a plain ``value <= 0`` test would let it through."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        need = "positive and finite" if positive else "finite and >= 0"
+        raise ValueError(f"{owner}: {name} must be {need}, got {value}")
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum and L2 weight decay.
 
@@ -82,6 +92,8 @@ class SGD(Optimizer):
 
     def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
         super().__init__(params, lr)
+        _check_number("SGD", "momentum", momentum)
+        _check_number("SGD", "weight_decay", weight_decay)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
         self.momentum, self.weight_decay = momentum, weight_decay
@@ -119,35 +131,26 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(params, lr)
+        if len(betas) != 2:
+            raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}")
         b1, b2 = betas
+        for name, value in (("beta1", b1), ("beta2", b2), ("eps", eps), ("weight_decay", weight_decay)):
+            _check_number("Adam", name, value)
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
             raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")
+        if eps <= 0:
+            raise ValueError(f"Adam: eps must be positive (it keeps the step finite where v = 0), got {eps}")
         self.beta1, self.beta2, self.eps, self.weight_decay = b1, b2, eps, weight_decay
         self.m: list[Any] = [None] * len(self.params)
         self.v: list[Any] = [None] * len(self.params)
 
     def _update(self, i: int, p: Tensor) -> None:
-        xp = backend.array_module(p.data)
         if self.m[i] is None:
+            xp = backend.array_module(p.data)
             self.m[i] = xp.zeros_like(p.data)
             self.v[i] = xp.zeros_like(p.data)
-        m, v = self.m[i], self.v[i]
-        fast = backend.fast_path(p.data)
-        if fast and p.data.flags.c_contiguous and p.grad.flags.c_contiguous:  # the same update in one fused pass
-            fast.adam(p.data, p.grad, m, v, self.lr, self.beta1, self.beta2, self.eps, self.steps, self.weight_decay)
-            return
-        g = p.grad
-        if self.weight_decay:
-            g = g + self.weight_decay * p.data
-        m *= self.beta1
-        m += (1 - self.beta1) * g
-        v *= self.beta2
-        v += (1 - self.beta2) * (g * g)
-        t = self.steps
-        step_size = self.lr / (1 - self.beta1**t)
-        denom = xp.sqrt(v / (1 - self.beta2**t))
-        denom += self.eps
-        p.data -= step_size * (m / denom)
+        provider_for(p.data).adam(p.data, p.grad, self.m[i], self.v[i], self.lr, self.beta1, self.beta2,
+                                  self.eps, self.steps, self.weight_decay)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "betas": (self.beta1, self.beta2), "eps": self.eps}

@@ -1,6 +1,6 @@
 """The CuPy backend's kernel path, tested without a GPU.
 
-``accel_cuda.simulate_on_host()`` sends NumPy arrays through the GPU provider, whose
+``cuda.simulate_on_host()`` sends NumPy arrays through the GPU provider, whose
 kernels run on Numba's CUDA simulator (tests/conftest.py sets NUMBA_ENABLE_CUDASIM=1).
 That covers everything the GPU path does except CuPy itself: the provider's shape
 handling and output allocation, the CUDA kernels, and their wiring into ops.py,
@@ -25,18 +25,22 @@ import numpy as np
 import pytest
 
 import minivae as mv
-from minivae.providers import backend, cpu as accel_cpu, cuda as accel_cuda
+from minivae import providers
 from minivae.models import build_model
+from minivae.providers import backend, base, cpu as accel_cpu, cuda as accel_cuda, reference
 
 ROOT = Path(__file__).resolve().parents[1]
-PROVIDER_METHODS = ("matmul", "column_sum", "activation", "activation_grad", "reparam", "reparam_grad_logvar",
-                    "kl_rows", "kl_grads", "bce_logits", "bce_logits_grad", "adam")
+PROVIDER_METHODS = tuple(name for name in vars(base.Provider) if not name.startswith("_") and name != "name")
+# What one VAE training step asks of its provider (fused linear + ReLU layers, the BCE
+# summed over pixels); activation_grad and bce_logits are covered by the unit tests.
+VAE_STEP_METHODS = {"matmul", "column_sum", "activation", "activation_grad_bias", "reparam", "reparam_grad_logvar",
+                    "kl_rows", "kl_grads", "bce_logits_row_sums", "bce_logits_grad", "adam"}
 
 # Agreement with the NumPy reference path, per dtype: (loss rtol, gradient tolerance
 # relative to the largest entry of that gradient, parameter atol after Adam).
 # float64: the kernels compute the same formulas, so only summation order differs.
-# float32: the kernels evaluate in float64 registers and round once, NumPy rounds
-# after every operation, so they differ by a few float32 ulps.
+# float32: both compute in float32, in different orders (fused passes, tree sums),
+# so they differ by a few float32 ulps.
 TOLERANCES = {"float64": (1e-12, 1e-10, 1e-12), "float32": (2e-6, 2e-5, 2e-6)}
 
 
@@ -47,7 +51,7 @@ def _vae_steps(dtype: str, steps: int, simulated: bool):
     x = np.random.default_rng(1).uniform(0, 1, (5, 6)).astype(dtype)
     noise = mv.random.Generator(5)
     history = []
-    with accel_cuda.simulate_on_host() if simulated else backend.use_kernels("reference"):
+    with accel_cuda.simulate_on_host() if simulated else providers.use_kernels("reference"):
         for _ in range(steps):
             loss = model.loss(x, None, noise)["loss"]
             opt.zero_grad()
@@ -77,7 +81,7 @@ def test_full_vae_training_step_on_the_cuda_kernels_matches_numpy(dtype, steps, 
     reference = _vae_steps(dtype, steps, simulated=False)
     simulated = _vae_steps(dtype, steps, simulated=True)
 
-    assert set(calls) == set(PROVIDER_METHODS), f"hot paths that did not use the CUDA kernels: {set(PROVIDER_METHODS) - set(calls)}"
+    assert set(calls) == VAE_STEP_METHODS, f"hot paths that did not use the CUDA kernels: {VAE_STEP_METHODS - set(calls)}"
     assert calls["adam"] == 10 * steps  # every parameter of the 4 + 2 + 2 + 2 Linear layers, each step
     loss_rtol, grad_tol, param_atol = TOLERANCES[dtype]
     for step, ((loss_r, grads_r, params_r), (loss_s, grads_s, params_s)) in enumerate(zip(reference, simulated)):
@@ -101,13 +105,15 @@ def gpu():
     return accel_cuda.CudaKernels(xp=np, stream=lambda: 0)
 
 
-def test_provider_offers_the_cpu_providers_methods_with_the_same_signatures():
+@pytest.mark.parametrize("provider", [accel_cuda.CudaKernels, accel_cuda.AutoProvider])
+def test_provider_implements_every_method_of_the_interface_with_its_signature(provider):
+    assert len(PROVIDER_METHODS) == 13
     for name in PROVIDER_METHODS:
-        cpu = inspect.signature(getattr(accel_cpu.CpuKernels, name))
-        gpu = inspect.signature(getattr(accel_cuda.CudaKernels, name))
-        cpu_params = [p for p in cpu.parameters.values() if p.name != "self"]
-        gpu_params = [p for p in gpu.parameters.values() if p.name != "self"]
-        assert [(p.name, p.kind, p.default) for p in gpu_params] == [(p.name, p.kind, p.default) for p in cpu_params], name
+        assert name in vars(provider), f"{provider.__name__}.{name} is left to a base class"
+        want = inspect.signature(getattr(base.Provider, name))
+        got = inspect.signature(getattr(provider, name))
+        params = [(p.name, p.kind, p.default) for p in got.parameters.values()]
+        assert params == [(p.name, p.kind, p.default) for p in want.parameters.values()], name
 
 
 def test_provider_matmul_layouts_awkward_shapes(gpu):
@@ -139,46 +145,122 @@ def test_provider_activation_shapes(gpu, shape):
     np.testing.assert_allclose(y, accel_cpu.PROVIDER.activation("softplus", x, 0.0), rtol=1e-12)
     np.testing.assert_allclose(gpu.activation_grad("softplus", g, y, 0.0),
                                accel_cpu.PROVIDER.activation_grad("softplus", g, y, 0.0), rtol=1e-12)
+    if x.ndim:
+        u, gb = gpu.activation_grad_bias("softplus", g, y, 0.0)
+        want_u, want_gb = reference.PROVIDER.activation_grad_bias("softplus", g, y, 0.0)
+        np.testing.assert_allclose(u, want_u, rtol=1e-12)
+        np.testing.assert_allclose(gb, want_gb, rtol=1e-12, atol=1e-12)
 
 
-def test_provider_sampling_kl_bce_and_adam_match_the_cpu_provider(gpu):
+def test_provider_sampling_kl_bce_and_adam_match_the_reference(gpu):
     rng = np.random.default_rng(4)
-    cpu = accel_cpu.PROVIDER
+    ref = reference.PROVIDER
     mu, lv, eps, g = (rng.normal(size=(3, 33)) for _ in range(4))  # 33 > 32: a KL row spans two warps' strides
-    np.testing.assert_allclose(gpu.reparam(mu[0], lv[0], eps[0]), cpu.reparam(mu[0], lv[0], eps[0]), rtol=1e-12)
-    np.testing.assert_allclose(gpu.reparam_grad_logvar(g, lv, eps), cpu.reparam_grad_logvar(g, lv, eps), rtol=1e-12)
-    np.testing.assert_allclose(gpu.kl_rows(mu, lv), cpu.kl_rows(mu, lv), rtol=1e-12)
+    np.testing.assert_allclose(gpu.reparam(mu[0], lv[0], eps[0]), ref.reparam(mu[0], lv[0], eps[0]), rtol=1e-12)
+    np.testing.assert_allclose(gpu.reparam_grad_logvar(g, lv, eps), ref.reparam_grad_logvar(g, lv, eps), rtol=1e-12)
+    np.testing.assert_allclose(gpu.kl_rows(mu, lv), ref.kl_rows(mu, lv), rtol=1e-12)
     rows = rng.normal(size=3)
-    for got, want in zip(gpu.kl_grads(mu, lv, rows), cpu.kl_grads(mu, lv, rows)):
+    for got, want in zip(gpu.kl_grads(mu, lv, rows), ref.kl_grads(mu, lv, rows)):
         np.testing.assert_allclose(got, want, rtol=1e-12)
     logits, target = 5 * rng.normal(size=(2, 2, 3)), rng.uniform(size=(2, 2, 3))
-    np.testing.assert_allclose(gpu.bce_logits(logits, target), cpu.bce_logits(logits, target), rtol=1e-12)
+    values, saved = gpu.bce_logits(logits, target)
+    assert saved is None  # the GPU recomputes e^-|l| in the gradient kernel
+    np.testing.assert_allclose(values, ref.bce_logits(logits, target)[0], rtol=1e-12)
+    sums, saved = gpu.bce_logits_row_sums(logits, target)
+    assert sums.shape == (2, 2) and saved is None
+    np.testing.assert_allclose(sums, values.sum(-1), rtol=1e-12)
     upstream = rng.normal(size=(2, 2, 3))
-    np.testing.assert_allclose(gpu.bce_logits_grad(logits, target, upstream),
-                               cpu.bce_logits_grad(logits, target, upstream), rtol=1e-12)
+    np.testing.assert_allclose(gpu.bce_logits_grad(logits, target, None, upstream),
+                               ref.bce_logits_grad(logits, target, None, upstream), rtol=1e-12)
     states = []
-    for provider in (gpu, cpu):
-        p, m, v = np.linspace(-1, 1, 12).reshape(2, 3, 2), np.full((2, 3, 2), 0.1), np.full((2, 3, 2), 0.2)
-        provider.adam(p, np.cos(np.arange(12.0)).reshape(2, 3, 2), m, v, 0.01, 0.9, 0.999, 1e-8, 3, 0.1)
-        states.append((p, m, v))
-    for got, want in zip(*states):
+    for provider in (gpu, ref):  # 3-D (flat kernel), 2-D (row kernel) and 1-D parameters
+        for shape in ((2, 3, 2), (3, 4), (5,)):
+            size = int(np.prod(shape))
+            p, m, v = np.linspace(-1, 1, size).reshape(shape), np.full(shape, 0.1), np.full(shape, 0.2)
+            provider.adam(p, np.cos(np.arange(size * 1.0)).reshape(shape), m, v, 0.01, 0.9, 0.999, 1e-8, 3, 0.1)
+            states.append((p, m, v))
+    for got, want in zip(states[:3], states[3:]):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_provider_takes_any_layout_and_broadcasts(gpu):
+    """Transposed, sliced and stride-0 views, more than two axes and broadcasting
+    operands: what the ops may hand a provider. Compared with the reference provider."""
+    rng = np.random.default_rng(12)
+    ref = reference.PROVIDER
+    x = rng.normal(size=(6, 5)).T                     # (5, 6), column-major
+    owned = x.copy(order="F")                         # not C-contiguous: not written in place
+    np.testing.assert_allclose(gpu.activation("tanh", owned, 0.0, inplace=True), np.tanh(x), rtol=1e-12)
+    np.testing.assert_array_equal(owned, x)
+    w = rng.normal(size=(6, 7))[::-1, ::2]            # (6, 4): negative and doubled strides
+    np.testing.assert_allclose(gpu.matmul(w, x, trans_a=True, trans_b=True), w.T @ x.T, rtol=1e-12)
+    np.testing.assert_allclose(gpu.column_sum(x[:, ::2]), x[:, ::2].sum(0), rtol=1e-12)
+    mu, lv = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    eps = rng.normal(size=(2, 4, 3))                  # two draws per example: mu and lv broadcast
+    np.testing.assert_allclose(gpu.reparam(mu, lv, eps), ref.reparam(mu, lv, eps), rtol=1e-12)
+    g = rng.normal(size=(2, 4, 3))
+    np.testing.assert_allclose(gpu.reparam_grad_logvar(g, lv, eps), ref.reparam_grad_logvar(g, lv, eps), rtol=1e-12)
+    np.testing.assert_allclose(gpu.kl_rows(mu.T, lv.T), ref.kl_rows(mu.T, lv.T), rtol=1e-12)
+    rows = rng.normal(size=3)
+    for got, want in zip(gpu.kl_grads(mu.T, lv.T, rows), ref.kl_grads(mu.T, lv.T, rows)):
         np.testing.assert_allclose(got, want, rtol=1e-12)
+    logits, target = 4 * rng.normal(size=(2, 3, 5)), rng.uniform(size=(3, 5))  # the target broadcasts
+    values, saved = gpu.bce_logits(logits, target)
+    np.testing.assert_allclose(values, ref.bce_logits(logits, target)[0], rtol=1e-12)
+    sums, _ = gpu.bce_logits_row_sums(logits, np.broadcast_to(target, logits.shape))
+    np.testing.assert_allclose(sums, values.sum(-1), rtol=1e-12)
+    upstream = np.broadcast_to(rng.normal(size=(2, 3, 1)), (2, 3, 5))  # the gradient of a row sum
+    np.testing.assert_allclose(gpu.bce_logits_grad(logits, target, saved, upstream),
+                               ref.bce_logits_grad(logits, target, None, upstream), rtol=1e-12)
+    everything = np.broadcast_to(np.array(0.5), (2, 3, 5))  # the gradient of a sum over all axes
+    np.testing.assert_allclose(gpu.bce_logits_grad(logits, target, None, everything),
+                               ref.bce_logits_grad(logits, target, None, everything), rtol=1e-12)
 
 
-def test_simulate_on_host_is_scoped_and_respects_the_reference_choice():
+def test_provider_falls_back_for_inputs_no_kernel_takes(gpu):
+    a, b = np.arange(6).reshape(2, 3), np.arange(6).reshape(3, 2)  # integers: the reference code
+    np.testing.assert_array_equal(gpu.matmul(a, b), a @ b)
+    assert gpu.activation("relu", np.ones((2, 2), np.float16), 0.0).dtype == np.float16
+    with pytest.raises(ValueError, match="unknown name 'swish'"):
+        gpu.activation("swish", np.ones(3), 0.0)
+
+
+def test_auto_provider_says_it_is_unmeasured_and_uses_the_documented_default():
+    auto = accel_cuda.auto_provider()
+    assert auto is accel_cuda.auto_provider() and auto.measured is accel_cuda.AUTO_MEASURED is False
+    assert set(auto.choices) == set(PROVIDER_METHODS)
+    assert auto.choices["matmul"] == {"small": auto.vendor, "large": auto.vendor}  # cuBLAS
+    assert all(by_size == {"small": auto.custom, "large": auto.custom}
+               for method, by_size in auto.choices.items() if method != "matmul")
+    seen = []
+
+    class Recorder:
+        def __init__(self, label):
+            self.label = label
+
+        def __getattr__(self, method):
+            return lambda *args, **kwargs: seen.append((self.label, method))
+
+    routed = accel_cuda.AutoProvider(Recorder("custom"), Recorder("vendor"),
+                                     {m: {"small": "custom", "large": "vendor"} for m in PROVIDER_METHODS})
+    routed.matmul(np.zeros((128, 2)), np.zeros((2, 2)))
+    routed.matmul(np.zeros((129, 2)), np.zeros((2, 2)))
+    routed.kl_rows(np.zeros(3), np.zeros(3))
+    assert seen == [("custom", "matmul"), ("vendor", "matmul"), ("custom", "kl_rows")]
+
+
+def test_simulate_on_host_is_scoped():
     x = np.zeros((2, 2))
-    with backend.use_kernels("reference"):
-        assert backend.fast_path(x) is None  # the reference choice on the CPU: reference code
     with accel_cuda.simulate_on_host() as provider:
-        assert backend.fast_path(x) is provider
-        with backend.use_kernels("reference"):
-            assert backend.fast_path(x) is None
+        assert isinstance(provider, accel_cuda.CudaKernels) and provider.xp is np
+        assert providers.provider_for(x) is provider
+        with providers.use_kernels("reference"):  # a forced provider serves every kernel set
+            assert providers.provider_for(x) is provider
         with pytest.raises(RuntimeError, match="already active"):
             with accel_cuda.simulate_on_host():
                 pass
-    assert backend.fast_path(x) is accel_cpu.PROVIDER  # auto on the CPU: the CPU provider
-    with backend.use_kernels("custom"):
-        assert backend.fast_path(x) is accel_cpu.PROVIDER
+    assert providers.provider_for(x) is accel_cpu.PROVIDER  # auto on the CPU: the CPU provider
 
 
 # --------------------------------------------------------------------------- missing CuPy / GPU
@@ -197,7 +279,7 @@ def clean_gpu_env(monkeypatch):
 
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
 def test_asking_for_cupy_without_cupy_says_what_to_install(clean_gpu_env):
-    with pytest.raises(backend.BackendError, match=r"CuPy is not installed.*pip install \"minivae\[gpu\]\""):
+    with pytest.raises(backend.BackendError, match=r"CuPy is not installed.*minivae\[gpu-cu12\].*minivae\[gpu-cu13\]"):
         mv.set_backend("cupy")
     assert backend.get_backend() == "numpy"
     with pytest.raises(backend.BackendError, match="CuPy is not installed"):
@@ -227,7 +309,7 @@ def test_cli_backend_cupy_without_cupy_fails_cleanly(command, clean_gpu_env, tmp
 
     code = cli.main([*command, "--backend", "cupy", "--out", str(tmp_path / "run"), "--quiet"])
     err = capsys.readouterr().err
-    assert code == 2 and "CuPy is not installed" in err and "minivae[gpu]" in err
+    assert code == 2 and "CuPy is not installed" in err and "minivae[gpu-cu12]" in err
     assert backend.get_backend() == "numpy" and not (tmp_path / "run" / "checkpoint.npz").exists()
 
 
@@ -261,9 +343,9 @@ def test_gpu_benchmark_plumbing_on_the_simulator(tmp_path):
     script before a GPU session has to; the numbers themselves mean nothing."""
     bench = _load_gpu_benchmark()
     out = tmp_path / "gpu.json"
-    previous = (backend.get_backend(), backend.get_kernels())
+    previous = (backend.get_backend(), providers.get_kernels())
     assert bench.main(["--simulate", "--quiet", "--out", str(out)]) == 0
-    assert (backend.get_backend(), backend.get_kernels()) == previous  # the script restores minivae's state
+    assert (backend.get_backend(), providers.get_kernels()) == previous  # the script restores minivae's state
     result = json.loads(out.read_text())
     assert result["simulated"] is True and "simulator" in result["environment"]["device"]
     assert result["environment"]["settings"]["CUPY_TF32"] == "0"

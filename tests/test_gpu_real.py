@@ -38,6 +38,7 @@ except Exception as err:  # noqa: BLE001 - any CUDA failure means: no GPU here
 # FP32 matrix products for the vendor (cuBLAS) path too; CuPy reads this at its first matmul.
 os.environ["CUPY_TF32"] = "0"
 
+from minivae import providers
 import minivae as mv  # noqa: E402
 from minivae.providers import backend, cpu as accel_cpu, cuda as accel_cuda  # noqa: E402
 from minivae.models import build_model  # noqa: E402
@@ -48,10 +49,10 @@ BATCH, IN, HID, Z = 1024, 784, 400, 20
 @pytest.fixture(autouse=True)
 def restore_backend():
     """Tests switch the backend (the Trainer does it globally); put numpy/auto back afterwards."""
-    previous = backend.get_backend(), backend.get_kernels()
+    previous = backend.get_backend(), providers.get_kernels()
     yield
     backend.set_backend(previous[0])
-    backend.set_kernels(previous[1])
+    providers.set_kernels(previous[1])
 
 
 def _pair(rng, shape, scale=1.0):
@@ -130,7 +131,7 @@ def test_provider_sampling_kl_bce_adam_at_real_sizes():
 
 def _vae_step(x_host: np.ndarray, where: str, kernels: str):
     """One Adam step of the 784-400-20 VAE: loss, {name: grad}, {name: param after} on the host."""
-    with backend.use_backend(where), backend.use_kernels(kernels):
+    with backend.use_backend(where), providers.use_kernels(kernels):
         model = build_model("vae", IN, Z, HID, mv.random.Generator(0))
         opt = mv.optim.Adam(model.parameters(), lr=1e-3)
         loss = model.loss(x_host, None, mv.random.Generator(1))["loss"]
@@ -179,7 +180,7 @@ def test_short_training_on_digits_follows_the_cpu_loss_curve():
     fixed = [xb for _ in range(3) for xb, _ in batches(data, 64, rng=order)][:60]
     curves = {}
     for where, kernels in (("numpy", "reference"), ("cupy", "custom"), ("cupy", "vendor")):
-        with backend.use_backend(where), backend.use_kernels(kernels):
+        with backend.use_backend(where), providers.use_kernels(kernels):
             model = build_model("vae", data.dim, 4, 64, mv.random.Generator(0))
             opt = mv.optim.Adam(model.parameters(), lr=3e-3)
             noise, curve = mv.random.Generator(1), []
@@ -232,7 +233,7 @@ def test_host_copies_state_dicts_checkpoints_and_gradcheck_on_cupy(tmp_path):
             np.testing.assert_array_equal(gpu_model.state_dict()[name], value)
 
         # gradcheck's host-side finite-difference loop on GPU tensors, with our float64 kernels
-        with backend.use_kernels("custom"):
+        with providers.use_kernels("custom"):
             small = build_model("vae", 6, 2, 4, mv.random.Generator(2)).astype("float64")
             x = np.random.default_rng(1).uniform(0, 1, (5, 6))
             noise = mv.random.Generator(3)

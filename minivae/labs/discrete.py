@@ -43,7 +43,7 @@ import numpy as np
 from minivae.providers import backend
 from minivae import ops
 from minivae.random import Generator
-from minivae.tensor import Tensor
+from minivae.tensor import Tensor, no_grad
 
 LOG2 = math.log(2.0)
 _TINY = 1e-12  # keeps ln U and ln(1 - U) finite for uniform draws at the ends of [0, 1)
@@ -82,8 +82,8 @@ def straight_through(hard: Any, soft: Tensor) -> Tensor:
 def sample_bernoulli(logits: Tensor, rng: Generator) -> Tensor:
     """z ~ Bernoulli(σ(l)) elementwise, as a constant tensor (no gradient: use an estimator)."""
     logits = _check_logits(logits, "sample_bernoulli")
-    xp = backend.array_module(logits.data)
-    probs = ops._stable_sigmoid(xp, logits.data)
+    with no_grad():
+        probs = ops.sigmoid(logits).data
     return Tensor(rng.bernoulli(probs, dtype=logits.dtype), dtype=logits.dtype)
 
 

@@ -77,7 +77,7 @@ def score_function_surrogate(f_value: Tensor, log_q: Tensor, baseline: BaselineL
     """
     if not isinstance(f_value, Tensor) or not isinstance(log_q, Tensor):
         raise TypeError("score_function_surrogate: f_value and log_q must be minivae Tensors")
-    f_value, log_q = ops._pair("score_function_surrogate", f_value, log_q)
+    f_value, log_q = ops.binary_operands("score_function_surrogate", f_value, log_q)
     if f_value.shape != log_q.shape:
         raise ValueError(
             f"score_function_surrogate: f_value has shape {f_value.shape} but log_q has shape {log_q.shape}; "

@@ -1,1 +1,104 @@
-"""Providers: the code that computes an op's arrays (NumPy reference, compiled CPU, CUDA kernels)."""
+"""Which code computes an op's arrays: the one place where the kernel set is read.
+
+The ops state the math and call ``provider_for(array).<method>(...)`` once; the
+provider interface is written down in :mod:`minivae.providers.base`. Providers:
+
+========================  ================================================  ==============
+kernel set                on the CPU (NumPy arrays)                          on a GPU (CuPy arrays)
+========================  ================================================  ==============
+``"reference"``           :mod:`.reference` (plain NumPy, OpenBLAS)          :mod:`.reference` on CuPy ("vendor": cuBLAS + CuPy)
+``"custom"``              :mod:`.cpu` (owned buffers + compiled loops)       :mod:`.cuda` (our Numba CUDA kernels)
+``"auto"`` (default)      :mod:`.cpu` (faster in benchmarks/cpu_step.py)     :func:`.cuda.auto_provider` (per op, the faster of ours and vendor)
+========================  ================================================  ==============
+
+The choice starts as the environment variable ``MINIVAE_KERNELS`` and changes with
+:func:`set_kernels` or, for a block, :func:`use_kernels`. :func:`use_provider`
+makes one provider object serve every array for a block (how the tests drive the
+CUDA kernels on Numba's simulator with NumPy arrays, and how a reader can plug in
+a provider of their own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from typing import Any, Iterator
+
+from minivae.providers import backend
+from minivae.providers.base import ACTIVATION_NAMES, Provider
+from minivae.providers.reference import PROVIDER as REFERENCE
+
+KERNEL_SETS = ("auto", "custom", "reference")
+
+_kernel_set: str = os.environ.get("MINIVAE_KERNELS", "auto").strip().lower() or "auto"
+# A provider forced for a block by use_provider(); per context, like no_grad().
+_forced: contextvars.ContextVar[Any] = contextvars.ContextVar("minivae_forced_provider", default=None)
+
+
+def set_kernels(name: str) -> None:
+    """Choose the kernel set: ``"auto"`` (default), ``"custom"`` (ours) or ``"reference"``."""
+    global _kernel_set
+    key = str(name).strip().lower()
+    if key not in KERNEL_SETS:
+        raise ValueError(f"set_kernels: unknown kernel set {name!r}; expected one of {KERNEL_SETS}")
+    _kernel_set = key
+
+
+def get_kernels() -> str:
+    """The current kernel set."""
+    if _kernel_set not in KERNEL_SETS:
+        raise ValueError(f"MINIVAE_KERNELS={_kernel_set!r} is not a kernel set; expected one of {KERNEL_SETS}")
+    return _kernel_set
+
+
+@contextlib.contextmanager
+def use_kernels(name: str) -> Iterator[None]:
+    """Run a block with another kernel set, restoring the previous one afterwards."""
+    previous = get_kernels()
+    set_kernels(name)
+    try:
+        yield
+    finally:
+        set_kernels(previous)
+
+
+@contextlib.contextmanager
+def use_provider(provider: Provider) -> Iterator[Provider]:
+    """Let ``provider`` compute every op's arrays inside the block, whatever the kernel set."""
+    missing = [m for m in _METHODS if not callable(getattr(provider, m, None))]
+    if missing:
+        raise TypeError(f"use_provider: {type(provider).__name__} lacks provider methods {missing}")
+    token = _forced.set(provider)
+    try:
+        yield provider
+    finally:
+        _forced.reset(token)
+
+
+def provider_for(array: Any) -> Provider:
+    """The provider that computes ops on ``array`` under the current kernel set."""
+    forced = _forced.get()
+    if forced is not None:
+        return forced
+    choice = get_kernels()
+    if choice == "reference":
+        return REFERENCE
+    if backend.is_gpu_array(array):
+        from minivae.providers import cuda
+
+        return cuda.PROVIDER if choice == "custom" else cuda.auto_provider()
+    return _cpu()
+
+
+def _cpu() -> Provider:
+    # Imported on first use: it loads numba, which a user of the reference set never needs.
+    from minivae.providers import cpu
+
+    return cpu.PROVIDER
+
+
+_METHODS = tuple(name for name in vars(Provider) if not name.startswith("_") and name != "name")
+
+__all__ = ["ACTIVATION_NAMES", "KERNEL_SETS", "Provider", "get_kernels", "provider_for", "set_kernels",
+           "use_kernels", "use_provider"]

@@ -28,24 +28,15 @@ BACKENDS = ("numpy", "cupy")
 _current: str = os.environ.get("MINIVAE_BACKEND", "numpy").strip().lower() or "numpy"
 _cupy: ModuleType | None = None
 
-# Which code runs the hot paths (matmul, activations, sampling node, KL, BCE, Adam):
-#   "reference": the plain array code in ops.py (NumPy/OpenBLAS, or CuPy/cuBLAS = "vendor")
-#   "custom":    our own Numba kernels (kernels.cpu on the CPU, kernels.cuda on the GPU)
-#   "auto":      custom on both. On the CPU the custom set is NumPy ufuncs with owned
-#                buffers plus a few serial Numba loops (minivae.accel_cpu); measured in
-#                benchmarks/cpu_step.py it is faster than the reference at every batch size.
-KERNEL_SETS = ("auto", "reference", "custom")
-_kernels: str = os.environ.get("MINIVAE_KERNELS", "auto").strip().lower() or "auto"
-
-
 class BackendError(RuntimeError):
     """Asking for a backend that this machine cannot provide."""
 
 
 # Environment for a low-overhead GPU path, set (unless the user chose otherwise) just
-# before CuPy is first imported. CuPy reads its variable once, at import; numba re-reads
-# its own on every kernel compile, so they take effect even when numba was imported
-# first (the CPU kernels import it). Why each one (see kernels/cuda_launch.py):
+# before CuPy is first imported; CuPy reads its variable once, at import. numba-cuda
+# reads its own when it loads, which ``import kernels`` arranges to happen after they
+# are set (kernels/cuda_settings.py, the same three values; a test keeps them equal).
+# Why each one (see kernels/cuda_launch.py):
 #   *_CUDA_ARRAY_INTERFACE_SYNC=0: no stream synchronisation each time one library
 #       wraps the other's array; minivae launches everything on CuPy's current stream,
 #       so those syncs would only stall the host.
@@ -56,12 +47,6 @@ GPU_ENVIRONMENT = {
     "CUPY_CUDA_ARRAY_INTERFACE_SYNC": "0",
     "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS": "0",
 }
-
-# Test hook, set only by ``accel_cuda.simulate_on_host()``: a provider that NumPy arrays
-# get instead of accel_cpu's, so a test can drive the CUDA kernels (on Numba's simulator)
-# through the whole engine without CuPy or a GPU. None in normal use.
-_host_override: Any = None
-
 
 def _load_cupy() -> ModuleType:
     """Import CuPy on first use and check that a GPU is really there."""
@@ -74,9 +59,12 @@ def _load_cupy() -> ModuleType:
         cupy = importlib.import_module("cupy")
     except ImportError as err:
         raise BackendError(
-            "set_backend('cupy'): CuPy is not installed. Install the GPU extra with "
-            "`pip install \"minivae[gpu]\"` (cupy-cuda12x and numba-cuda) on a machine "
-            f"with an NVIDIA GPU and CUDA 12 driver. ({err})"
+            "set_backend('cupy'): CuPy is not installed. On a machine with an NVIDIA GPU, install "
+            "the GPU extra that matches the driver's CUDA major (\"CUDA Version\" in the header "
+            "of nvidia-smi): 12.x -> `pip install \"minivae[gpu-cu12]\"`, 13.x -> "
+            "`pip install \"minivae[gpu-cu13]\"` (each brings CuPy and numba-cuda with its "
+            "compiler wheels for that CUDA). Where CuPy and numba-cuda are already installed, "
+            f"`pip install --no-deps -e .` or PYTHONPATH=<repo> is enough. ({err})"
         ) from err
     try:
         count = cupy.cuda.runtime.getDeviceCount()
@@ -118,65 +106,6 @@ def use_backend(name: str) -> Iterator[None]:
         yield
     finally:
         set_backend(previous)
-
-
-def set_kernels(name: str) -> None:
-    """Choose the hot-path implementation: ``"custom"`` (our Numba kernels), ``"reference"``
-    (plain NumPy/CuPy; alias ``"vendor"``: cuBLAS and CuPy on the GPU) or ``"auto"``."""
-    global _kernels
-    key = {"vendor": "reference"}.get(str(name).strip().lower(), str(name).strip().lower())
-    if key not in KERNEL_SETS:
-        raise ValueError(f"set_kernels: unknown kernel set {name!r}; expected one of {KERNEL_SETS + ('vendor',)}")
-    _kernels = key
-
-
-def get_kernels() -> str:
-    if _kernels not in KERNEL_SETS:
-        raise ValueError(f"MINIVAE_KERNELS={_kernels!r} is not a kernel set; expected one of {KERNEL_SETS}")
-    return _kernels
-
-
-@contextlib.contextmanager
-def use_kernels(name: str) -> Iterator[None]:
-    """Run a block with another kernel set, restoring the previous one afterwards."""
-    previous = get_kernels()
-    set_kernels(name)
-    try:
-        yield
-    finally:
-        set_kernels(previous)
-
-
-def fast_path(a: Any) -> Any:
-    """The compiled-kernel provider for array ``a``, or None when the reference code should run.
-
-    A provider (``minivae.accel_cpu.PROVIDER`` or ``minivae.accel_cuda.PROVIDER``) offers
-    the same hot-path functions as the reference code in ops.py, on raw arrays.
-    """
-    choice = get_kernels()
-    if choice == "reference":
-        return None
-    gpu = is_gpu_array(a)
-    if not gpu and _host_override is not None:  # tests only: NumPy arrays stand in for CuPy ones
-        return _host_override
-    if gpu:
-        from minivae.providers import cuda
-
-        return cuda.PROVIDER
-    return _cpu_provider()
-
-
-def _cpu_provider() -> Any:
-    """accel_cpu.PROVIDER, imported once (numba loads on first use, not at import)."""
-    global _CPU_PROVIDER
-    if _CPU_PROVIDER is None:
-        from minivae.providers import cpu
-
-        _CPU_PROVIDER = cpu.PROVIDER
-    return _CPU_PROVIDER
-
-
-_CPU_PROVIDER: Any = None
 
 
 def xp() -> ModuleType:

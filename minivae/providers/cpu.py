@@ -1,28 +1,22 @@
-"""The CPU provider of the hot paths: NumPy's vectorised ufuncs plus a few compiled loops.
+"""The compiled CPU provider: the reference provider's results, with fewer passes over memory.
 
-Used by ops.py when the custom kernel set is selected (``set_kernels("custom")``, and
-``"auto"`` on the CPU). Each function computes what the reference code next to it in
-ops.py / distributions.py / optim.py computes, with the same formulas (the tests
-compare them, tests/test_kernel_paths.py and tests/test_cpu_speed_paths.py); it is
-faster because it
+It inherits every method of :class:`~minivae.providers.reference.ReferenceProvider`
+and overrides only where it saves time on a training step, without restating a
+formula in NumPy (the per-element math of its compiled loops lives in
+``kernels/formulas.py``). It is faster because it
 
-* writes into buffers it owns (``out=``) instead of making one temporary per operation,
-* works in place on arrays that only it holds (a fresh matrix product, a fresh gradient),
+* works in place on arrays that only the caller holds (a fresh matrix product gets
+  its bias and its ReLU added in place: ``activation(..., inplace=True)``),
 * saves what the backward pass needs (e^-|l| of the BCE) instead of recomputing it,
+  and reuses that buffer for the gradient,
 * runs the arithmetic-only passes (ReLU backward + bias gradient, the BCE's
-  combination and gradient, Adam) as one compiled loop each (``kernels.cpu``), one loop
-  per activation so the compiler can vectorise it,
-* and leaves exp / log1p / tanh to NumPy: its SIMD float32 versions are about 10x
-  faster than the scalar libm calls a compiled loop makes (measured: sigmoid over
-  1024x400 floats, 0.5 ms in NumPy vs 5.4 ms as a Numba loop).
+  combination and gradient, Adam) as one compiled loop each (``kernels.cpu``),
+* and leaves exp / log1p to NumPy: its SIMD float32 versions are about 10x faster
+  than the scalar libm calls a compiled loop makes.
 
-Matrix products stay with NumPy's BLAS (OpenBLAS), which is already fast.
-
-Besides the functions every provider has (the CUDA one too), this one offers four
-optional ones that ops.py uses when present: ``activation_inplace``,
-``activation_grad_bias``, ``bce_logits_saving`` / ``bce_logits_grad_saved``, and
-``bce_logits_row_sums_saving`` (the BCE summed over pixels without one array of all
-the values).
+Inputs of any layout are accepted: what the compiled loops need (C-contiguous, one
+dtype, at least 1-D) is arranged here, and anything else (broadcast operands) goes
+to the reference methods.
 """
 
 from __future__ import annotations
@@ -30,164 +24,73 @@ from __future__ import annotations
 import numpy as np
 
 import kernels.cpu as kc
+from minivae.providers.reference import ReferenceProvider
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
-    """(rows, features) view of a C-contiguous array; a scalar or 1-D array is one row."""
+    """(rows, features) view of a C-contiguous array; a 0-d or 1-D array is one row."""
     return a.reshape(-1, a.shape[-1]) if a.ndim else a.reshape(1, 1)
+
+
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 def _exp_neg_abs(x: np.ndarray) -> np.ndarray:
     """e^-|x| in one new buffer (three in-place ufunc passes, no temporaries)."""
-    e = np.empty_like(x)  # (not np.abs(x): for a 0-d x NumPy returns a scalar, not a buffer)
+    e = np.empty(x.shape, dtype=x.dtype)
     np.abs(x, out=e)
     np.negative(e, out=e)
     np.exp(e, out=e)
     return e
 
 
-class CpuKernels:
-    """Hot-path functions on C-contiguous float NumPy arrays; each returns a new array
-    unless its name ends in ``_inplace``."""
+class CpuProvider(ReferenceProvider):
+    """The reference provider with the hot paths of a training step compiled or done in place."""
 
     name = "custom-cpu"
 
-    # -- dense layer -------------------------------------------------------------
-    @staticmethod
-    def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool = False, bias=None) -> np.ndarray:
+    # -- dense layer ---------------------------------------------------------------------
+    def matmul(self, a, b, *, trans_a=False, trans_b=False, bias=None):
         out = (a.T if trans_a else a) @ (b.T if trans_b else b)
         if bias is not None:
             out += bias  # in place: out is a fresh product
         return out
 
-    @staticmethod
-    def column_sum(g: np.ndarray) -> np.ndarray:
-        return _rows(g).sum(axis=0)
+    # -- activations -------------------------------------------------------------------------
+    def activation(self, name, x, slope, *, inplace=False):
+        if name == "relu" and inplace and x.ndim and x.flags.c_contiguous:
+            return np.maximum(x, 0, out=x)  # the fresh product of a dense layer, rectified where it lies
+        return super().activation(name, x, slope)
 
-    # -- activations (derivatives from the output y, as in ops.ACTIVATIONS) -------------
-    @classmethod
-    def activation(cls, name: str, x: np.ndarray, slope: float) -> np.ndarray:
-        x = np.array(x)  # a copy, and an array even for a NumPy scalar
-        if x.ndim == 0:
-            return cls.activation_inplace(name, x.reshape(1), slope).reshape(())
-        return cls.activation_inplace(name, x, slope)
+    def activation_grad_bias(self, name, g, y, slope):
+        if name != "relu" or g.ndim == 0 or g.shape != y.shape or g.dtype != y.dtype:
+            return super().activation_grad_bias(name, g, y, slope)
+        g, y = _contiguous(g), _contiguous(y)
+        grad = np.empty_like(g)
+        grad_bias = np.empty(g.shape[-1], dtype=g.dtype)
+        kc.relu_backward_bias(_rows(g), _rows(y), _rows(grad), grad_bias)
+        return grad, grad_bias
 
-    @staticmethod
-    def activation_inplace(name: str, x: np.ndarray, slope: float) -> np.ndarray:
-        """y = f(x), overwriting x (the caller owns x: a fresh matrix product, at least 1-D)."""
-        if name == "relu":
-            return np.maximum(x, 0, out=x)
-        if name == "leaky_relu":
-            return np.multiply(x, slope, out=x, where=x <= 0)
-        if name == "tanh":
-            return np.tanh(x, out=x)
-        e = _exp_neg_abs(x)  # both stable forms below use e = e^-|x| <= 1
-        if name == "sigmoid":  # 1 / (1 + e) for x >= 0, e / (1 + e) for x < 0
-            positive = x >= 0
-            np.copyto(x, e)
-            x[positive] = 1
-            e += 1
-            return np.divide(x, e, out=x)
-        if name == "softplus":  # max(x, 0) + log1p(e^-|x|)
-            np.log1p(e, out=e)
-            np.maximum(x, 0, out=x)
-            return np.add(x, e, out=x)
-        raise ValueError(f"unknown activation {name!r}")
-
-    @classmethod
-    def activation_grad(cls, name: str, g: np.ndarray, y: np.ndarray, slope: float) -> np.ndarray:
-        g, y = np.asarray(g), np.asarray(y)
-        if g.ndim == 0:  # ufuncs on 0-d arrays return scalars: work on one-element views
-            return cls.activation_grad(name, g.reshape(1), y.reshape(1), slope).reshape(())
-        if name == "relu":
-            return np.multiply(g, y > 0, dtype=g.dtype)
-        if name == "leaky_relu":
-            return np.where(y > 0, g, g * np.asarray(slope, dtype=g.dtype))
-        if name == "sigmoid":  # y (1 - y)
-            d = np.subtract(1, y, dtype=y.dtype)
-            d *= y
-        elif name == "tanh":  # 1 - y^2
-            d = np.multiply(y, y)
-            np.subtract(1, d, out=d)
-        elif name == "softplus":  # sigmoid(x) = -expm1(-y)
-            d = np.negative(y)
-            np.expm1(d, out=d)
-            np.negative(d, out=d)
-        else:
-            raise ValueError(f"unknown activation {name!r}")
-        d *= g
-        return d
-
-    @classmethod
-    def activation_grad_bias(cls, name: str, g: np.ndarray, y: np.ndarray, slope: float) -> tuple[np.ndarray, np.ndarray]:
-        """(g · f'(x), its column sums): the pre-activation and bias gradients of a fused
-        dense layer. ReLU does both in one compiled pass."""
-        if name == "relu":
-            g2, y2 = _rows(g), _rows(y)
-            grad_bias = np.empty(g2.shape[1], dtype=g.dtype)
-            grad = np.empty_like(g)
-            kc.relu_backward_bias(g2, y2, _rows(grad), grad_bias)
-            return grad, grad_bias
-        grad = cls.activation_grad(name, g, y, slope)
-        return grad, cls.column_sum(grad)
-
-    # -- the sampling node and the KL (tiny arrays: NumPy's exp, no temporaries to speak of) --
-    @staticmethod
-    def reparam(mu: np.ndarray, logvar: np.ndarray, eps: np.ndarray) -> np.ndarray:
-        z = np.multiply(logvar, 0.5, dtype=mu.dtype)
-        np.exp(z, out=z)
-        z *= eps
-        z += mu
-        return z
-
-    @staticmethod
-    def reparam_grad_logvar(g: np.ndarray, logvar: np.ndarray, eps: np.ndarray) -> np.ndarray:
-        out = np.multiply(logvar, 0.5, dtype=g.dtype)  # g · ½ e^(lv/2) · eps
-        np.exp(out, out=out)
-        out *= 0.5
-        out *= eps
-        out *= g
-        return out
-
-    @staticmethod
-    def kl_rows(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
-        terms = np.exp(logvar)  # e^lv + mu² - 1 - lv
-        terms += mu * mu
-        terms -= 1
-        terms -= logvar
-        out = terms.sum(axis=-1)
-        out *= 0.5
-        return out
-
-    @staticmethod
-    def kl_grads(mu: np.ndarray, logvar: np.ndarray, g_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        g = g_rows[:, None]
-        grad_logvar = np.exp(logvar)  # g · ½ (e^lv - 1)
-        grad_logvar -= 1
-        grad_logvar *= 0.5
-        grad_logvar *= g
-        return g * mu, grad_logvar
-
-    # -- reconstruction loss --------------------------------------------------------------
-    @classmethod
-    def bce_logits(cls, logits: np.ndarray, target: np.ndarray) -> np.ndarray:
-        return cls.bce_logits_saving(logits, target)[0]
-
-    @staticmethod
-    def bce_logits_saving(logits: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(max(l, 0) - l·x + log1p(e^-|l|), e^-|l|): the value and what the gradient needs."""
+    # -- Bernoulli likelihood from logits ---------------------------------------------------------
+    def bce_logits(self, logits, target):
+        """(values, e^-|l|): the gradient later reads e instead of computing it again."""
+        if not self._fits(logits, target):
+            return super().bce_logits(logits, target)
+        logits, target = _contiguous(logits), _contiguous(target)
         e = _exp_neg_abs(logits)
-        value = np.log1p(e)
-        kc.bce_logits_combine(_rows(logits), _rows(target), _rows(value), _rows(value))
-        return value, e
+        values = np.empty_like(e)
+        np.log1p(e, out=values)  # (into a buffer: for a 0-d e, np.log1p(e) would be a new scalar)
+        kc.bce_logits_combine(_rows(logits), _rows(target), _rows(values), _rows(values))
+        return values, e
 
-    @staticmethod
-    def bce_logits_row_sums_saving(logits: np.ndarray, target: np.ndarray, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """(Σ over the last axis of the BCE values, e^-|l|), the values made ``block`` rows at a
-        time in one small scratch buffer instead of one array as large as the logits.
-
-        Each row is summed whole by NumPy, so the row sums are those of ``bce_logits(...).sum(-1)``.
-        """
+    def bce_logits_row_sums(self, logits, target, block: int = 256):
+        """(row sums, e^-|l|), the values made ``block`` rows at a time in one small scratch
+        buffer instead of one array as large as the logits. Each row is summed whole by
+        NumPy, so the sums equal ``bce_logits(...)[0].sum(-1)``."""
+        if not self._fits(logits, target) or logits.ndim == 0:
+            return super().bce_logits_row_sums(logits, target)
+        logits, target = _contiguous(logits), _contiguous(target)
         e = _exp_neg_abs(logits)
         l2, t2, e2 = _rows(logits), _rows(target), _rows(e)
         sums = np.empty(l2.shape[0], dtype=logits.dtype)
@@ -200,42 +103,33 @@ class CpuKernels:
             values.sum(axis=-1, out=sums[start:stop])
         return sums.reshape(logits.shape[:-1]), e
 
-    @classmethod
-    def bce_logits_grad(cls, logits: np.ndarray, target: np.ndarray, g: np.ndarray) -> np.ndarray:
-        return cls.bce_logits_grad_saved(logits, target, _exp_neg_abs(logits), g)
+    def bce_logits_grad(self, logits, target, saved, g):
+        """g · (σ(l) - x) with σ from the saved e = e^-|l|, written into e's own buffer.
 
-    @staticmethod
-    def bce_logits_grad_saved(logits: np.ndarray, target: np.ndarray, e: np.ndarray, g: np.ndarray,
-                              out: np.ndarray | None = None) -> np.ndarray:
-        """g · (sigmoid(l) - x), sigmoid from the saved e = e^-|l|.
-
-        ``g`` may be a broadcast view (the gradient of a sum): when it is constant
-        along the last axis (stride 0) only one value per row is read, without copying.
-        ``out`` may be ``e`` itself (each element of e is read before it is overwritten):
-        the caller then reuses the saved buffer instead of allocating a new one.
+        ``g`` is usually the broadcast (stride-0) gradient of a sum: then only one value
+        per row is read, without copying it out.
         """
-        grad = np.empty_like(logits) if out is None else out
-        l2, t2, e2, out2 = _rows(logits), _rows(target), _rows(e), _rows(grad)
-        if g.ndim == logits.ndim and g.ndim >= 1 and g.strides[-1] == 0:
+        if not self._fits(logits, target) or g.shape != logits.shape or logits.ndim == 0:
+            return super().bce_logits_grad(logits, target, saved, g)
+        logits, target = _contiguous(logits), _contiguous(target)
+        e = saved if saved is not None else _exp_neg_abs(logits)
+        l2, t2, e2 = _rows(logits), _rows(target), _rows(e)
+        if g.strides[-1] == 0:
             per_row = np.ascontiguousarray(g[..., 0]).reshape(-1)
-            kc.bce_logits_backward_saved(l2, t2, e2, out2, grad_rows=per_row)
+            kc.bce_logits_backward_saved(l2, t2, e2, e2, grad_rows=per_row)
         else:
-            kc.bce_logits_backward_saved(l2, t2, e2, out2, grad_out=_rows(np.ascontiguousarray(g)))
-        return grad
+            kc.bce_logits_backward_saved(l2, t2, e2, e2, grad_out=_rows(_contiguous(g)))
+        return e
 
-    # -- optimizer ------------------------------------------------------------------------
     @staticmethod
-    def adam(param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay) -> None:
-        # minivae's Adam adds weight decay to the gradient (L2), not decoupled (AdamW).
-        # The optimizer made m and v like param and checked contiguity, so this calls the
-        # serial compiled loop directly (kc.adam_update's checks cost more than the update
-        # itself for the small layers of a demo model).
-        if not (param.shape == grad.shape == m.shape == v.shape):
-            raise ValueError(f"adam: shapes differ: {param.shape}, {grad.shape}, {m.shape}, {v.shape}")
-        size = param.size
-        kc._adam_serial(param.reshape(size), grad.reshape(size), m.reshape(size), v.reshape(size),
-                        float(lr), float(beta1), float(beta2), float(eps), 1.0 - beta1**step, 1.0 - beta2**step,
-                        float(weight_decay), False)
+    def _fits(logits, target) -> bool:
+        return logits.shape == target.shape and logits.dtype == target.dtype
+
+    # -- optimizer -------------------------------------------------------------------------------
+    def adam(self, param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay):
+        if not (param.flags.c_contiguous and grad.flags.c_contiguous and grad.dtype == param.dtype):
+            return super().adam(param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay)
+        kc.adam_update(param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay, decoupled=False)
 
 
-PROVIDER = CpuKernels()
+PROVIDER = CpuProvider()
