@@ -64,8 +64,39 @@ def detect_anomaly() -> Iterator[None]:
         _anomaly_mode.reset(token)
 
 
-#: the names of the float dtypes, looked up instead of computed (dtype.name costs microseconds)
-_DTYPE_NAMES: dict[Any, str] = {backend.numpy.dtype(name): name for name in FLOAT_DTYPES}
+_SCALARS = (float, int, bool)
+
+
+def _check_real(data: Any, where: str) -> None:
+    """Refuse what a float tensor cannot hold faithfully, instead of converting it silently:
+    complex values (NumPy would drop the imaginary part) and non-numbers such as None
+    (NumPy would make them NaN) or strings."""
+    if type(data) in _SCALARS:
+        return
+    kind = getattr(getattr(data, "dtype", None), "kind", None)
+    if kind is None:  # lists, tuples, complex or other Python objects
+        if isinstance(data, complex):
+            kind = "c"
+        else:
+            try:
+                kind = backend.numpy.asarray(data).dtype.kind
+            except ValueError as err:  # ragged nested lists
+                raise ValueError(f"{where}: cannot make an array from {type(data).__name__} ({err})") from None
+    if kind == "c":
+        raise TypeError(
+            f"{where}: complex values are not supported (converting would drop the imaginary part); "
+            "pass the real part explicitly (x.real) if that is what you mean"
+        )
+    if kind == "O":
+        values = backend.numpy.asarray(data, dtype=object).reshape(-1)
+        for i, v in enumerate(values):
+            if isinstance(v, complex) or not isinstance(v, (int, float, backend.numpy.number)):
+                raise TypeError(
+                    f"{where}: element {i} of the data is {v!r} ({type(v).__name__}); expected real numbers only "
+                    "(None and other objects would become NaN)"
+                )
+    elif kind not in "fiub":
+        raise TypeError(f"{where}: data of dtype {getattr(data, 'dtype', kind)} is not numeric; expected real numbers")
 
 
 def canonical_dtype(dtype: Any, where: str = "tensor") -> str:
@@ -88,6 +119,8 @@ class Tensor:
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None, name: str | None = None) -> None:
         if isinstance(data, Tensor):
             data, dtype = data.data, dtype or data.dtype
+        else:
+            _check_real(data, "tensor")
         self.data = backend.to_backend(data, dtype=canonical_dtype(dtype))
         self.grad: Any = None
         self.requires_grad = bool(requires_grad)
@@ -140,9 +173,10 @@ class Tensor:
         return tuple(self.data.shape)
 
     @property
-    def dtype(self) -> str:
-        dtype = self.data.dtype
-        return _DTYPE_NAMES.get(dtype) or dtype.name  # numpy's dtype.name is slow Python code
+    def dtype(self) -> Any:
+        """The NumPy dtype of the values (as for NumPy and CuPy arrays): it compares equal to
+        ``"float32"``, ``np.float32`` and ``np.dtype("float32")`` alike, and prints as ``float32``."""
+        return self.data.dtype
 
     @property
     def ndim(self) -> int:
@@ -243,9 +277,11 @@ class Tensor:
                 if id(parent) in pending:
                     acc, acc_owned = pending[id(parent)]
                     if acc_owned:
-                        acc += pg
+                        acc += pg  # an array (even 0-d) that only this pass holds: add in place
                     else:
-                        pending[id(parent)] = (acc + pg, True)
+                        # a + b of two 0-d arrays is a NumPy scalar, which a later in-place
+                        # add would silently rebind: keep every gradient an array.
+                        pending[id(parent)] = (_as_array(acc + pg), True)
                 else:
                     pending[id(parent)] = (pg, pg_owned)
         if not retain_graph:
@@ -265,9 +301,17 @@ class Tensor:
     def __truediv__(self, other): return ops.div(self, other)
     def __rtruediv__(self, other): return ops.div(other, self)
     def __pow__(self, exponent): return ops.power(self, exponent)
+    def __rpow__(self, base): return ops.power(base, self)
     def __matmul__(self, other): return ops.matmul(self, other)
     def __rmatmul__(self, other): return ops.matmul(other, self)
     def __neg__(self): return ops.neg(self)
+    def __abs__(self): return ops.abs(self)
+    # Comparisons give boolean masks (no gradient). == and != keep Python's identity
+    # meaning so tensors can sit in lists, sets and dicts (`p in params`); use mv.eq / mv.ne.
+    def __lt__(self, other): return ops.lt(self, other)
+    def __le__(self, other): return ops.le(self, other)
+    def __gt__(self, other): return ops.gt(self, other)
+    def __ge__(self, other): return ops.ge(self, other)
     def __getitem__(self, key): return ops.getitem(self, key)
 
     def sum(self, axis=None, keepdims: bool = False) -> "Tensor": return ops.sum(self, axis, keepdims)
@@ -277,6 +321,28 @@ class Tensor:
     def astype(self, dtype) -> "Tensor": return ops.astype(self, dtype)
     def exp(self) -> "Tensor": return ops.exp(self)
     def log(self) -> "Tensor": return ops.log(self)
+    def sqrt(self) -> "Tensor": return ops.sqrt(self)
+    def abs(self) -> "Tensor": return ops.abs(self)
+    def square(self) -> "Tensor": return ops.square(self)
+    def sign(self) -> "Tensor": return ops.sign(self)
+    def log1p(self) -> "Tensor": return ops.log1p(self)
+    def expm1(self) -> "Tensor": return ops.expm1(self)
+    def sigmoid(self) -> "Tensor": return ops.sigmoid(self)
+    def tanh(self) -> "Tensor": return ops.tanh(self)
+    def relu(self) -> "Tensor": return ops.relu(self)
+    def clip(self, low=None, high=None) -> "Tensor": return ops.clip(self, low, high)
+    def max(self, axis=None, keepdims: bool = False) -> "Tensor": return ops.max(self, axis, keepdims)
+    def min(self, axis=None, keepdims: bool = False) -> "Tensor": return ops.min(self, axis, keepdims)
+    def var(self, axis=None, keepdims: bool = False, correction: int = 1) -> "Tensor": return ops.var(self, axis, keepdims, correction)
+    def std(self, axis=None, keepdims: bool = False, correction: int = 1) -> "Tensor": return ops.std(self, axis, keepdims, correction)
+    def logsumexp(self, axis=-1, keepdims: bool = False) -> "Tensor": return ops.logsumexp(self, axis, keepdims)
+    def softmax(self, axis: int = -1) -> "Tensor": return ops.softmax(self, axis)
+    def log_softmax(self, axis: int = -1) -> "Tensor": return ops.log_softmax(self, axis)
+    def squeeze(self, axis=None) -> "Tensor": return ops.squeeze(self, axis)
+    def unsqueeze(self, axis: int) -> "Tensor": return ops.unsqueeze(self, axis)
+    def flatten(self, start_axis: int = 0, end_axis: int = -1) -> "Tensor": return ops.flatten(self, start_axis, end_axis)
+    def expand(self, *sizes) -> "Tensor": return ops.expand(self, *sizes)
+    def broadcast_to(self, shape) -> "Tensor": return ops.broadcast_to(self, shape)
 
     @property
     def T(self) -> "Tensor":
@@ -308,7 +374,7 @@ def _topological_order(root: Tensor) -> list[Tensor]:
 def _fit_to(pg: Any, parent: Tensor, node: Tensor, index: int, upstream: Any) -> tuple[Any, bool]:
     """Sum a gradient over broadcast axes to the parent's shape; report if it is a fresh array."""
     if type(pg) is not backend.numpy.ndarray:
-        pg = backend.array_module(pg).asarray(pg)
+        pg = _as_array(pg)
     fresh = pg is not upstream and pg.base is None
     if pg.shape != parent.data.shape:
         pg = unbroadcast(pg, parent.data.shape)
@@ -342,11 +408,19 @@ def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
     return g.reshape(shape) if g.ndim != len(shape) else g
 
 
+def _as_array(a: Any) -> Any:
+    """``a`` as an array of its own module (NumPy turns 0-d results into scalars)."""
+    return backend.array_module(a).asarray(a)
+
+
 def _accumulate_leaf(node: Tensor, g: Any, owned: bool) -> None:
-    if node.grad is None:
+    grad = node.grad
+    if grad is None:
         node.grad = g if owned else g.copy()
-    else:
-        node.grad += g
+    elif type(grad) is backend.numpy.ndarray and grad.flags.writeable or backend.is_gpu_array(grad):
+        grad += g
+    else:  # a scalar or read-only array someone stored in .grad: replace, never drop
+        node.grad = _as_array(grad + g)
 
 
 def _freed_message(node: Tensor) -> str:
@@ -370,8 +444,23 @@ def _check_finite(a: Any, where: str, inputs: Sequence[Tensor]) -> None:
 
 
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
-    """Make a tensor on the current backend (float32 unless ``dtype="float64"``)."""
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+    """A new leaf tensor holding a copy of ``data``, on the current backend (as ``torch.tensor``).
+
+    With ``dtype=None``, a float32 or float64 array (or tensor) keeps its dtype; Python
+    numbers and lists, integer and bool arrays become float32 (minivae tensors are always
+    float; PyTorch would make integers int64). The data is always copied, so changing the
+    array afterwards never changes the tensor. ``Tensor(data)``, the low-level constructor,
+    instead defaults to float32 and may share memory with a NumPy array of that dtype.
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is None:
+        found = getattr(data, "dtype", None)
+        dtype = found if found is not None and getattr(found, "name", None) in FLOAT_DTYPES else DEFAULT_DTYPE
+    out = Tensor(data, requires_grad=requires_grad, dtype=dtype)
+    if hasattr(data, "__array__") or backend.is_gpu_array(data):  # may share memory: copy
+        out.data = out.data.copy()
+    return out
 
 
 from minivae import ops  # noqa: E402  (ops imports Tensor; the operators above call into it)

@@ -23,8 +23,8 @@ def test_leaf_grads_never_alias_each_other():
 
 
 def test_broadcast_gradients_are_summed_to_the_input_shape():
-    x = mv.tensor(np.ones((4, 3)), requires_grad=True)
-    b = mv.tensor(np.ones(3), requires_grad=True)
+    x = mv.tensor(np.ones((4, 3)), requires_grad=True, dtype="float32")
+    b = mv.tensor(np.ones(3), requires_grad=True, dtype="float32")
     s = mv.tensor(2.0, requires_grad=True)
     (x * b * s).sum().backward()
     assert b.grad.shape == (3,) and s.grad.shape == ()
@@ -106,7 +106,7 @@ def test_mixing_float32_and_float64_tensors_is_an_error():
     with pytest.raises(TypeError, match="float32.*float64"):
         a + b
     with pytest.raises(TypeError, match="matmul"):
-        mv.tensor(np.ones((2, 2))) @ mv.tensor(np.ones((2, 2)), dtype="float64")
+        mv.tensor(np.ones((2, 2)), dtype="float32") @ mv.tensor(np.ones((2, 2)), dtype="float64")
 
 
 def test_integer_dtype_is_rejected():
@@ -149,28 +149,89 @@ def test_deep_chain_does_not_hit_recursion_limit():
     np.testing.assert_allclose(x.grad, [1.0001**5000], rtol=1e-9)
 
 
-def test_scalar_and_array_constants_take_the_tensor_dtype():
-    x = mv.tensor([1.0, 2.0], requires_grad=True)
-    y = x * np.array([2.0, 3.0]) + 1.5  # float64 constants
+def test_numbers_and_integer_arrays_take_the_tensor_dtype_float_arrays_keep_theirs():
+    x = mv.tensor([1.0, 2.0], requires_grad=True)  # float32
+    y = x * np.array([2, 3]) + 1.5 * np.float64(2.0) + np.array(0.5)  # int array, scalars, 0-d array
     assert y.dtype == "float32"
+    assert (x * np.array([2.0, 3.0], dtype=np.float32)).dtype == "float32"
+    # a float64 array is what mv.tensor(array) would make: the same error as two tensors
+    with pytest.raises(TypeError, match=r"mul: a raw float64 array of shape \(2,\) meets a float32 tensor"):
+        x * np.array([2.0, 3.0])
+    with pytest.raises(TypeError, match="float32.*float64"):
+        x * mv.tensor(np.array([2.0, 3.0]))
 
 
-def test_same_seed_same_numbers():
-    a = mv.random.Generator(7).normal((3, 4))
-    b = mv.random.Generator(7).normal((3, 4))
-    c = mv.random.Generator(8).normal((3, 4))
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
+# -- 0-d tensors and accumulation -----------------------------------------------------------
+def test_a_0d_tensor_used_three_times_gets_every_contribution():
+    x = mv.tensor(0.5, dtype="float64", requires_grad=True)
+    (x + x + x).backward()
+    assert x.grad == 3.0
+    x.grad = None
+    (x * x * x + x).backward()  # 3x² + 1
+    assert x.grad == pytest.approx(1.75)
 
 
-def test_generator_state_round_trip():
-    g = mv.random.Generator(3)
-    state = g.get_state()
-    first = g.normal(5)
-    g.set_state(state)
-    np.testing.assert_array_equal(g.normal(5), first)
+def test_accumulated_0d_grad_stays_an_array_and_keeps_adding():
+    x = mv.tensor(2.0, dtype="float64", requires_grad=True)
+    for _ in range(3):
+        (x + x).backward()
+        assert type(x.grad) is np.ndarray and x.grad.shape == ()
+    assert x.grad == 6.0
+    x.grad = np.float64(1.0)  # even a NumPy scalar someone stored is added to, not dropped
+    (x * 1.0).backward()
+    assert type(x.grad) is np.ndarray and x.grad == 2.0
 
 
-def test_generator_requires_a_seed():
-    with pytest.raises(ValueError, match="seed is required"):
-        mv.random.Generator(None)
+def test_0d_reductions_with_axis_0_and_minus_1_as_in_pytorch():
+    s = mv.tensor(1.5, dtype="float64", requires_grad=True)
+    for axis in (0, -1, None, (0,)):
+        assert mv.sum(s, axis).shape == () and mv.sum(s, axis).item() == 1.5
+    assert mv.softmax(s).item() == 1.0 and mv.log_softmax(s).item() == 0.0 and mv.logsumexp(s).item() == 1.5
+    with pytest.raises(ValueError, match="axis 1 is out of range for a tensor with 0 dimensions"):
+        mv.sum(s, 1)
+
+
+# -- conventions: construction and dtypes -------------------------------------------------
+def test_tensor_keeps_a_float_arrays_dtype_and_copies_it():
+    a = np.array([1.0, 2.0])
+    t = mv.tensor(a)
+    assert t.dtype == np.float64 and t.dtype == "float64" and t.dtype == np.dtype("float64")
+    a[0] = 99.0
+    assert t.numpy()[0] == 1.0  # a copy, as torch.tensor makes
+    assert mv.tensor(a.astype(np.float32)).dtype == np.float32
+    # numbers, lists, integer and bool arrays: float32, the default
+    for data in (1.0, [1.0, 2.0], np.arange(3), np.array([True, False])):
+        assert mv.tensor(data).dtype == np.float32
+    assert mv.tensor(a, dtype="float32").dtype == "float32"
+    assert str(mv.tensor(1.0).dtype) == "float32" and mv.tensor(1.0).dtype != np.float64
+
+
+def test_low_level_constructor_defaults_to_float32():
+    a = np.array([1.0, 2.0], dtype=np.float32)
+    t = mv.Tensor(a)
+    assert t.dtype == np.float32 and np.shares_memory(t.data, a)
+    assert mv.Tensor(np.array([1.0])).dtype == "float32"
+
+
+@pytest.mark.parametrize("data,message", [
+    (np.array([1 + 2j, 3.0]), "complex values are not supported"),
+    (1j, "complex values are not supported"),
+    ([1.0, None], r"element 1 of the data is None"),
+    (np.array([1.0, None], dtype=object), r"element 1 of the data is None"),
+    (np.array(["a", "b"]), "not numeric"),
+])
+def test_tensor_refuses_data_it_would_silently_change(data, message):
+    with pytest.raises(TypeError, match=message):
+        mv.tensor(data)
+
+
+def test_object_arrays_of_real_numbers_are_fine():
+    assert mv.tensor(np.array([1.0, 2], dtype=object), dtype="float64").numpy().tolist() == [1.0, 2.0]
+
+
+def test_comparisons_give_boolean_masks_and_equality_stays_identity():
+    x = mv.tensor([1.0, -2.0, 3.0])
+    mask = x > 0
+    assert mask.dtype == bool and mask.tolist() == [True, False, True]
+    assert (x <= 1.0).tolist() == [True, True, False] and mv.eq(x, 3.0).tolist() == [False, False, True]
+    assert x in [x] and x != mv.tensor([1.0, -2.0, 3.0])  # == is identity: tensors can sit in lists and sets

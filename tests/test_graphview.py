@@ -9,7 +9,7 @@ def small_vae_loss():
     rng = mv.random.Generator(0)
     enc = mv.nn.Linear(4, 4, rng=rng)
     enc.weight.name = "encoder.weight"
-    x = mv.tensor(np.ones((2, 4)))
+    x = mv.tensor(np.ones((2, 4)), dtype="float32")
     h = enc(x)
     mu, logvar = h[:, :2], h[:, 2:]
     z = mv.Normal(mu, logvar).rsample(rng=rng)

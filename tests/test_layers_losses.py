@@ -54,7 +54,7 @@ def test_linear_requires_explicit_generator_and_checks_input():
         nn.Linear(3, 2, rng=None)
     layer = nn.Linear(3, 2, rng=mv.random.Generator(0))
     with pytest.raises(ValueError, match=r"linear: input of shape \(4, 5\) does not fit weight of shape \(3, 2\)"):
-        layer(mv.tensor(np.ones((4, 5))))
+        layer(mv.tensor(np.ones((4, 5)), dtype="float32"))
 
 
 def test_state_dict_round_trip_and_errors():
@@ -78,7 +78,7 @@ def test_state_dict_round_trip_and_errors():
 
 def test_zero_grad_train_eval_and_astype():
     model = mlp(dtype="float32")
-    model(mv.tensor(np.ones((2, 4)))).sum().backward()
+    model(mv.tensor(np.ones((2, 4)), dtype="float32")).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
     model.zero_grad()
     assert all(p.grad is None for p in model.parameters())

@@ -122,7 +122,7 @@ def test_dae_reconstructs_the_clean_input_from_a_corrupted_one():
 
 def test_encoder_and_decoder_work_alone():
     model = VAE(D, 3, [8, 5], rng=Generator(0))
-    q = model.encoder(mv.tensor(np.zeros((2, D))))
+    q = model.encoder(mv.tensor(np.zeros((2, D)), dtype="float32"))
     assert isinstance(q, Normal) and q.mu.shape == (2, 3)
     probs = model.decode(np.random.default_rng(0).normal(size=(7, 3)))  # arbitrary z
     assert probs.shape == (7, D) and 0 < probs.numpy().min() and probs.numpy().max() < 1
@@ -131,7 +131,7 @@ def test_encoder_and_decoder_work_alone():
     assert samples.shape == (5, D)
     assert np.array_equal(samples, model.sample(5, Generator(0)).numpy())
     ae = Autoencoder(D, 2, 8, rng=Generator(0))
-    assert ae.encoder(mv.tensor(np.zeros((3, D)))).shape == (3, 2)
+    assert ae.encoder(mv.tensor(np.zeros((3, D)), dtype="float32")).shape == (3, 2)
     assert ae.sample(4, Generator(0)).shape == (4, D)
 
 

@@ -85,3 +85,23 @@ def test_optimizer_argument_errors():
         optim.Adam([param([1.0])], lr=0)
     with pytest.raises(TypeError, match="requires grad"):
         optim.SGD([mv.tensor([1.0])], lr=0.1)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"lr": float("nan")}, "learning rate must be positive and finite, got nan"),
+    ({"lr": float("inf")}, "learning rate must be positive and finite"),
+    ({"lr": 1e-3, "eps": float("nan")}, "eps must be finite"),
+    ({"lr": 1e-3, "eps": 0.0}, "eps must be positive"),
+    ({"lr": 1e-3, "betas": (0.9, float("nan"))}, "beta2 must be finite"),
+    ({"lr": 1e-3, "weight_decay": -0.1}, "weight_decay must be finite and >= 0"),
+])
+def test_adam_rejects_non_finite_and_out_of_range_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        optim.Adam([param([1.0])], **kwargs)
+
+
+def test_sgd_rejects_nan_settings():
+    with pytest.raises(ValueError, match="SGD: learning rate must be positive and finite, got nan"):
+        optim.SGD([param([1.0])], lr=float("nan"))
+    with pytest.raises(ValueError, match="SGD: momentum must be finite"):
+        optim.SGD([param([1.0])], lr=0.1, momentum=float("nan"))

@@ -193,8 +193,6 @@ class Trainer:
         config = self.config
         backend.set_backend(config.backend)
         self.train_set, self.test_set = load_data(config)
-        if config.binarize == "static":  # the run's one fixed sample, saved with it (packed bits)
-            save_binarized(self.out_dir / BINARIZED_TRAIN, self.train_set.x)
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
         samples = config.k if "k" in config.model_kwargs(1) else 1
         check_fits(
@@ -255,6 +253,8 @@ class Trainer:
 
     def fit(self, on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
         """Train until ``config.epochs``; returns the per-epoch history."""
+        if self.config.binarize == "static":  # the run's one fixed sample, saved with it (packed bits)
+            save_binarized(self.out_dir / BINARIZED_TRAIN, self.train_set.x)
         # One bar for the whole run (epochs are short); it shows the running epoch averages.
         total = self.config.epochs * self.steps_per_epoch
         bar = tqdm(total=total, initial=min(self.optimizer.steps, total), desc="training", unit="step",
