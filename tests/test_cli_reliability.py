@@ -257,13 +257,19 @@ def test_second_writer_is_refused_and_ctrl_c_keeps_the_checkpoint(tmp_path):
     assert read_checkpoint(out / "checkpoint.npz").epoch == saved.epoch + 1
 
 
-def test_overwrite_removes_the_old_run_and_resume_needs_a_checkpoint(run, tmp_path, capsys):
+def test_overwrite_removes_the_old_run_and_resume_needs_a_checkpoint(run, tmp_path, capsys, monkeypatch):
     target = copy_run(run, tmp_path / "run")
     for name, content in (("class_samples.png", b"old"), ("eval.json", b"{}"), ("my-notes.txt", b"mine")):
         (target / name).write_bytes(content)
     before = snapshot(target)
     assert main(["train", "ae", "--epochs", "1", "--out", str(target), *TINY]) == 2
     one_line_error(capsys.readouterr().err, "already holds a run", "--overwrite")
+    assert snapshot(target) == before
+    # --overwrite of a run that cannot start (no data here) removes nothing.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["train", "ae", "--data", "mnist", "--data-dir", str(tmp_path / "nowhere"), "--epochs", "1",
+                 "--out", str(target), *TINY, "--overwrite"]) == 2
+    one_line_error(capsys.readouterr().err, "not found", "--download")
     assert snapshot(target) == before
     assert main(["train", "ae", "--epochs", "1", "--out", str(target), *TINY, "--overwrite"]) == 0
     assert sorted(os.listdir(target)) == ["checkpoint.npz", "config.json", "metrics.csv", "metrics.json",
@@ -321,7 +327,8 @@ def _mnist_like(folder: Path, n_train: int = 40, n_test: int = 10, test_size: in
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
     for stem, n, size in (("train", n_train, 6), ("t10k", n_test, test_size)):
-        D.write_idx(folder / f"{stem}-images-idx3-ubyte", rng.integers(0, 256, (n, size, size), dtype=np.uint8))
+        # black and white pixels: a Bernoulli likelihood, and so ln p(x), applies to them
+        D.write_idx(folder / f"{stem}-images-idx3-ubyte", 255 * rng.integers(0, 2, (n, size, size), dtype=np.uint8))
         D.write_idx(folder / f"{stem}-labels-idx1-ubyte", rng.integers(0, 10, n, dtype=np.uint8))
 
 
@@ -407,6 +414,14 @@ def test_diagnostics_run_once_and_a_failure_loses_nothing(tmp_path, capsys, monk
     assert "warning: the latent diagnostics could not be made" in capsys.readouterr().err
     assert read_checkpoint(tmp_path / "b" / "checkpoint.npz").epoch == 1
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["final"]["epoch"] == 1
+
+
+def test_a_one_example_test_set_still_ends_with_checkpoint_and_metrics(tmp_path, capsys):
+    out = tmp_path / "one"
+    assert main(["train", "vae", "--data", "ring", "--test-fraction", "0.0005", "--epochs", "1", "--out", str(out),
+                 *TINY]) == 0
+    assert json.loads((out / "metrics.json").read_text())["final"]["epoch"] == 1
+    assert read_checkpoint(out / "checkpoint.npz").epoch == 1 and "Traceback" not in capsys.readouterr().err
 
 
 def test_derive_without_installed_derivations_is_a_clear_error(monkeypatch, capsys):

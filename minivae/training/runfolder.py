@@ -219,8 +219,8 @@ class RunFolder:
         return sorted(p for p in self.path.iterdir()
                       if p.is_file() and any(fnmatch.fnmatch(p.name, pattern) for pattern in RUN_FILES))
 
-    def prepare(self, *, resume: bool, overwrite: bool, checkpoint: str) -> None:
-        """Apply the resume / overwrite rules before the run writes anything."""
+    def check(self, *, resume: bool, overwrite: bool, checkpoint: str) -> None:
+        """Apply the resume / overwrite rules (raise :class:`RunFolderError`); changes nothing."""
         existing = self.run_files()
         if resume:
             if not (self.path / checkpoint).is_file():
@@ -236,7 +236,10 @@ class RunFolder:
                 f"{self.flag} {self.path} already holds a run ({names}); "
                 "pass --resume to continue it, --overwrite to replace it, or choose another folder"
             )
-        for old in existing:  # --overwrite: the old run's files go, so nothing of it mixes with the new one
+
+    def clear(self) -> None:
+        """--overwrite: remove the old run's files (and only those), so nothing of it mixes with the new one."""
+        for old in self.run_files():
             try:
                 old.unlink()
             except OSError as err:

@@ -183,8 +183,11 @@ class Trainer:
         # The folder first: a second run into it, or an unusable path, fails before anything is loaded.
         self.folder = RunFolder(self.out_dir)
         try:
-            self.folder.prepare(resume=resume, overwrite=overwrite, checkpoint=CHECKPOINT)
+            self.folder.check(resume=resume, overwrite=overwrite, checkpoint=CHECKPOINT)
             self._build(resume)
+            if overwrite and not resume:  # only once the new run is known to start: a failed start loses nothing
+                self.folder.clear()
+            atomic_write_json(self.out_dir / "config.json", config.to_dict())
         except BaseException:
             self.folder.abandon()
             raise
@@ -223,7 +226,6 @@ class Trainer:
             self.epoch, self.history = ckpt.epoch, ckpt.history
             self.saved_epoch = ckpt.epoch
             self.log(f"resuming {path} after epoch {self.epoch}")
-        atomic_write_json(self.out_dir / "config.json", config.to_dict())
 
     def close(self) -> None:
         """Release the folder's lock (the OS also does so when the process ends)."""
