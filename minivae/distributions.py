@@ -15,15 +15,13 @@ over it, leaving one value per batch element.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from minivae.providers import backend, provider_for
-from minivae import ops
+from minivae import losses, ops
 from minivae.random import Generator
 from minivae.tensor import Tensor
 
-LOG_2PI = math.log(2 * math.pi)
 
 
 def reparameterize(mu: Tensor, logvar: Tensor, eps: Any) -> Tensor:
@@ -120,14 +118,13 @@ class Normal:
 
     def log_prob(self, z: Any) -> Tensor:
         """ln N(z; mu, σ²) = -½ Σ_d [ln 2π + logvar + (z - mu)² e^-logvar], summed over the last axis."""
-        diff = z - self.mu if isinstance(z, Tensor) else ops.as_tensor(z, self.mu, "log_prob") - self.mu
-        terms = LOG_2PI + self.logvar + diff * diff * ops.exp(-self.logvar)
-        return -0.5 * terms.sum(axis=-1)
+        z = z if isinstance(z, Tensor) else ops.as_tensor(z, self.mu, "log_prob")
+        return -losses.gaussian_nll(self.mu, z, self.logvar, reduction="sum", axis=-1)
 
     def entropy(self) -> Tensor:
         """H = ½ Σ_d (ln 2π + 1 + logvar), summed over the last axis (broadcast to mu's shape)."""
         logvar = self.logvar + 0.0 * self.mu  # broadcast to the full shape
-        return 0.5 * (LOG_2PI + 1 + logvar).sum(axis=-1)
+        return 0.5 * (losses.LOG_2PI + 1 + logvar).sum(axis=-1)
 
     def kl_standard(self) -> Tensor:
         """KL(self ‖ N(0, I)) summed over the last axis (the analytic node)."""

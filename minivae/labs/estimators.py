@@ -38,13 +38,12 @@ keeps the forward value bit-exact and the backward readable.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
 
 from minivae.providers import backend
-from minivae import ops
+from minivae import losses, ops
 from minivae.nn import Linear, Module, ReLU, Sequential
 from minivae.random import Generator
 from minivae.tensor import Tensor
@@ -234,7 +233,7 @@ def gaussian_log_prob(z: Any, mu: Tensor, sigma: Tensor) -> Tensor:
     """
     diff = z - mu
     terms = ops.log(sigma) + 0.5 * diff * diff / (sigma * sigma)
-    return -terms.sum(axis=-1) - 0.5 * mu.shape[-1] * math.log(2 * math.pi)
+    return -terms.sum(axis=-1) - 0.5 * mu.shape[-1] * losses.LOG_2PI
 
 
 __all__: Sequence[str] = (

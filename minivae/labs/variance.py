@@ -399,10 +399,11 @@ def vae_encoder_gradient_variance(
     """
     from minivae.training.data import batches, load_digits
     from minivae.training.step import training_step
+    from minivae.models.vae import VAE
 
     train, test = load_digits("train"), load_digits("test")
     rng = Generator(seed)
-    model = _gaussian_vae(train.dim, latent, hidden, rng)
+    model = VAE(train.dim, latent, hidden, rng=rng)
     opt = Adam(model.parameters(), lr=2e-3)
     step = 0
     while step < train_steps:
@@ -453,53 +454,3 @@ def vae_encoder_gradient_variance(
     return results
 
 
-def _gaussian_vae(input_dim: int, latent: int, hidden: int, rng: Generator):
-    """The colleague's VAE if the models package provides it, else :class:`TinyGaussianVAE`."""
-    try:
-        from minivae.models.vae import VAE
-    except ImportError:
-        return TinyGaussianVAE(input_dim, latent, hidden, rng=rng)
-    return VAE(input_dim, latent, hidden, rng=rng)
-
-
-class _Decoder(Module):
-    def __init__(self, latent: int, hidden: int, out: int, rng: Generator) -> None:
-        super().__init__()
-        self.net = Sequential(Linear(latent, hidden, rng=rng), ReLU(), Linear(hidden, out, rng=rng, init="xavier"))
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z)
-
-    def nll(self, logits: Tensor, x: Tensor) -> Tensor:
-        return ops.bce_with_logits_sum(logits, x, axis=-1)
-
-
-class _Encoder(Module):
-    def __init__(self, input_dim: int, hidden: int, latent: int, rng: Generator) -> None:
-        super().__init__()
-        self.body = Sequential(Linear(input_dim, hidden, rng=rng), ReLU())
-        self.mu = Linear(hidden, latent, rng=rng, init="xavier")
-        self.logvar = Linear(hidden, latent, rng=rng, init="xavier")
-
-    def forward(self, x: Tensor) -> Normal:
-        h = self.body(x)
-        return Normal(self.mu(h), self.logvar(h))
-
-
-class TinyGaussianVAE(Module):
-    """A minimal Gaussian VAE (one hidden layer each way, Bernoulli pixels) for when no models package exists."""
-
-    def __init__(self, input_dim: int, latent: int, hidden: int, *, rng: Generator) -> None:
-        super().__init__()
-        self.encoder = _Encoder(input_dim, hidden, latent, rng)
-        self.decoder = _Decoder(latent, hidden, input_dim, rng)
-
-    def posterior(self, x: Any, y: Any = None) -> Normal:
-        return self.encoder(x if isinstance(x, Tensor) else Tensor(x))
-
-    def loss(self, x: Any, y: Any, rng: Generator) -> dict[str, Tensor]:
-        x = x if isinstance(x, Tensor) else Tensor(x)
-        q = self.posterior(x)
-        recon = self.decoder.nll(self.decoder(q.rsample(rng=rng)), x)
-        kl = q.kl_standard()
-        return {"loss": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean()}

@@ -23,18 +23,16 @@ the batch (see :mod:`minivae.models` for the common protocol).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
 
 from minivae.providers import backend
-from minivae import ops
+from minivae import losses, ops
 from minivae.nn import Linear, Module, Parameter, ReLU, Sequential, Tanh
 from minivae.random import Generator
 from minivae.tensor import Tensor
 
-LOG_2PI = math.log(2 * math.pi)
 LIKELIHOODS = ("bernoulli", "gaussian", "mse")
 
 
@@ -134,11 +132,10 @@ class Decoder(Module):
         ``out`` may have more leading axes than ``x`` (samples); x broadcasts against it.
         """
         if self.likelihood == "bernoulli":
-            return ops.bce_with_logits_sum(out, x, axis=-1)
-        diff = out - x
+            return losses.bce_with_logits(out, x, reduction="sum", axis=-1)
         if self.likelihood == "mse":
-            return (diff * diff).sum(axis=-1)
-        return 0.5 * (LOG_2PI + self.logvar + diff * diff * ops.exp(-self.logvar)).sum(axis=-1)
+            return losses.mse(out, x, reduction="sum", axis=-1)
+        return losses.gaussian_nll(out, x, self.logvar, reduction="sum", axis=-1)
 
 
 class Autoencoder(Module):

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from minivae import ops
+from minivae import losses, ops
 from minivae.labs.discrete import (
     bernoulli_kl_uniform,
     bernoulli_kl_uniform_per_dim,
@@ -128,7 +128,7 @@ class BernoulliVAE(Module):
 
     def recon_nll(self, z: Tensor, x: Tensor) -> Tensor:
         """-ln p(x | z) summed over pixels: one value per example."""
-        return ops.bce_with_logits_sum(self.decoder(z), x, axis=-1)
+        return losses.bce_with_logits(self.decoder(z), x, reduction="sum", axis=-1)
 
     def loss(self, x: Any, y: Any, rng: Generator) -> dict[str, Tensor]:
         """Negative ELBO with the chosen estimator; entries are batch means (nats per example)."""

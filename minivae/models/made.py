@@ -66,13 +66,12 @@ import numpy as np
 from minivae import ops
 from minivae.distributions import Normal
 from minivae.models.ae import Decoder, as_input
-from minivae.models.vae import GaussianEncoder
+from minivae.models.vae import GaussianEncoder, standard_normal_log_prob
 from minivae.nn import Linear, Module, Parameter
 from minivae.providers import backend
 from minivae.random import Generator
 from minivae.tensor import Tensor, no_grad
 
-LOG_2PI = math.log(2 * math.pi)
 
 
 # =============================================================================
@@ -334,7 +333,7 @@ class MADEVAE(Module):
         q = self.posterior(x)
         z = q.rsample(rng=rng, sample_shape=(int(k),))
         log_px_z = -self.decoder.nll(self.decoder(z, x), x)
-        log_pz = -0.5 * (z * z + LOG_2PI).sum(axis=-1)
+        log_pz = standard_normal_log_prob(z)
         return log_px_z + log_pz - q.log_prob(z)
 
     def encode(self, x: Any, y: np.ndarray | None = None) -> Tensor:
