@@ -47,6 +47,7 @@ def test_mse_loss_curves_are_not_in_nats_and_point_scatters_are_labelled(drawn, 
     model = build_model("ae", moons.dim, 2, [8], Generator(0), likelihood="mse")
     figures.write_figures(model, moons, moons, _history(), tmp_path)
     assert {label for _, _, label in drawn["loss_curves.png"]} == {"squared error per example"}
+    assert "never learned" in drawn["samples.png"][0][0]  # an AE has no prior to sample from
     for name in ("reconstructions.png",):
         title, xlabel, ylabel = drawn[name][0]
         assert title and (xlabel, ylabel) == ("x₁", "x₂")

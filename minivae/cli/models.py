@@ -321,7 +321,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{args.run_dir}: {config.model} on {config.data}, epoch {ckpt.epoch}, {len(test)} test examples "
           f"({units} per example)")
     if "test_recon" in result:
-        print(f"  reconstruction  -ln p(x|z)      {result['test_recon']:9.3f}")
+        recon = "squared error" if config.likelihood == "mse" else "-ln p(x|z)"
+        print(f"  reconstruction  {recon:<15} {result['test_recon']:9.3f}")
     if "test_neg_elbo" in result:
         print(f"  -ELBO                           {result['test_neg_elbo']:9.3f}")
     if "log_likelihood_refused" in result:

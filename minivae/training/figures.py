@@ -92,9 +92,13 @@ def _reconstruct_all(model: Module, data: Dataset) -> np.ndarray:
 
 def prior_label(model: Module) -> str:
     """How the model draws z for generation, in words (a model may say it with a ``prior_label`` attribute)."""
+    from minivae.models.ae import Autoencoder
+
     label = getattr(model, "prior_label", None)
     if label:
         return str(label)
+    if isinstance(model, Autoencoder):  # no prior was trained: the codes need not look like N(0, I)
+        return "z ~ N(0, I), which a plain autoencoder never learned"
     return "z ~ Bernoulli(½) per dimension" if _discrete_latents(model) else "z ~ N(0, I)"
 
 
