@@ -97,6 +97,49 @@ def test_full_vae_training_step_on_the_cuda_kernels_matches_numpy(dtype, steps, 
                                        err_msg=f"step {step}: {name} after Adam")
 
 
+# --------------------------------------------------------------------------- launches per step
+
+#: Our kernel launches per training step of the 6-4-2 VAE (one hidden layer on each side,
+#: 10 parameters): 14 matrix products, 10 Adam updates and 13 fused passes (2 linear+ReLU
+#: activations, 2 ReLU backward + bias gradient, 3 bias gradients, reparameterisation and
+#: its gradient, KL rows and gradient, BCE row sums and gradient), at every batch size.
+#: Before the provider rework it was 39, and 44 above 128 rows (zero-fills before atomics).
+#: The README's GPU section quotes this number.
+LAUNCH_BUDGET = 37
+
+
+def _recorded_step(batch: int, run: bool):
+    from kernels import cuda_launch
+
+    model = build_model("vae", 6, 2, 4, mv.random.Generator(0)).astype("float32")
+    opt = mv.optim.Adam(model.parameters(), lr=0.05)
+    x = np.random.default_rng(1).uniform(0, 1, (batch, 6)).astype("float32")
+    with accel_cuda.simulate_on_host():
+        with cuda_launch.recording(run=run) as launches:
+            loss = model.loss(x, None, mv.random.Generator(5))["loss"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return launches
+
+
+@pytest.mark.parametrize("batch", [5, 130])  # 130 > 128 rows: several row blocks per column sum
+def test_launches_per_vae_training_step_stay_within_the_budget(batch):
+    launches = _recorded_step(batch, run=True)
+    kinds = {}
+    for launch in launches:
+        kinds[launch.kernel] = kinds.get(launch.kernel, 0) + 1
+    assert len(launches) <= LAUNCH_BUDGET, kinds
+    assert kinds["gemm"] == 14 and kinds.get("_adam_kernel", 0) + kinds.get("_adam_rows_kernel", 0) == 10
+    assert "_fill_kernel" not in kinds  # outputs of atomic sums come zeroed by the allocator
+
+
+def test_a_dry_run_records_the_same_launches_without_running_them():
+    """recording(run=False) is what times the Python side of a step without a GPU."""
+    dry = _recorded_step(5, run=False)
+    assert [(x.kernel, x.grid, x.block) for x in dry] == [(x.kernel, x.grid, x.block) for x in _recorded_step(5, True)]
+
+
 # --------------------------------------------------------------------------- provider units
 
 
@@ -271,7 +314,7 @@ def clean_gpu_env(monkeypatch):
     """Forget any loaded CuPy and the GPU environment variables; restore both afterwards."""
     for key in backend.GPU_ENVIRONMENT:
         # setenv first so that monkeypatch records the original state (set or not) and
-        # undoes what _load_cupy sets during the test
+        # undoes what load_cupy sets during the test
         monkeypatch.setenv(key, "placeholder")
         monkeypatch.delenv(key)
     monkeypatch.setattr(backend, "_cupy", None)

@@ -48,7 +48,7 @@ GPU_ENVIRONMENT = {
     "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS": "0",
 }
 
-def _load_cupy() -> ModuleType:
+def load_cupy() -> ModuleType:
     """Import CuPy on first use and check that a GPU is really there."""
     global _cupy
     if _cupy is not None:
@@ -86,7 +86,7 @@ def set_backend(name: str) -> None:
     if key not in BACKENDS:
         raise ValueError(f"set_backend: unknown backend {name!r}; expected one of {BACKENDS}")
     if key == "cupy":
-        _load_cupy()
+        load_cupy()
     _current = key
 
 
@@ -110,7 +110,7 @@ def use_backend(name: str) -> Iterator[None]:
 
 def xp() -> ModuleType:
     """The array module of the current backend (``numpy`` or ``cupy``)."""
-    return _load_cupy() if get_backend() == "cupy" else numpy
+    return load_cupy() if get_backend() == "cupy" else numpy
 
 
 def is_gpu_array(a: Any) -> bool:
@@ -125,7 +125,7 @@ def array_module(a: Any) -> ModuleType:
     """The module that owns array ``a``: ``cupy`` for GPU arrays, else ``numpy``."""
     if type(a) is numpy.ndarray:
         return numpy
-    return _load_cupy() if is_gpu_array(a) else numpy
+    return load_cupy() if is_gpu_array(a) else numpy
 
 
 def to_backend(a: Any, dtype: Any = None) -> Any:

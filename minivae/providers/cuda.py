@@ -31,7 +31,7 @@ host side of a launch matters as much as the kernel):
   kernel; the BCE row sums never store the elementwise values and save nothing for
   the gradient (recomputing e^-|l| costs less than writing and re-reading it); the
   gradient of a sum (a stride-0 view) is read one value per row; Adam takes 1-D and
-  2-D parameters without reshaping them. tests/kernels/test_launch_budget.py counts
+  2-D parameters without reshaping them. tests/test_gpu_backend.py counts
   the launches of a VAE training step.
 
 Testing without a GPU: :func:`simulate_on_host` runs this provider on NumPy arrays
@@ -106,7 +106,7 @@ class CudaKernels(ReferenceProvider):
         return self._stream_fn()  # type: ignore[misc]
 
     def _bind_cupy(self) -> None:
-        cupy = backend._load_cupy()  # clear BackendError when CuPy or the GPU is missing
+        cupy = backend.load_cupy()  # clear BackendError when CuPy or the GPU is missing
         self._xp = cupy
         # The CuPy stream object itself: kernels.cuda.cuda_stream wraps its pointer once
         # (cached) as a numba external stream; the null stream maps to numba's stream 0.
