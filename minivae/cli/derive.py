@@ -87,12 +87,16 @@ def _derive(args: argparse.Namespace) -> int:
             writable_folder(args.plot, "--plot")  # before any check runs, not after
         except RunFolderError as err:
             return _error(err)
+    from tqdm import tqdm
+
     failed = []
-    for topic in names:
-        table = owners[topic].run(topic, plot_dir=args.plot)
-        print(table.render())
-        print()
-        if not table.ok:
-            failed.append(topic)
+    # A bar on stderr while several topics run; each table goes to stdout above it as soon as it is done.
+    with tqdm(names, desc="derivations", unit="topic", disable=len(names) < 2, dynamic_ncols=True) as bar:
+        for topic in bar:
+            bar.set_postfix_str(topic, refresh=True)
+            table = owners[topic].run(topic, plot_dir=args.plot)
+            tqdm.write(table.render() + "\n")
+            if not table.ok:
+                failed.append(topic)
     print(f"{len(names) - len(failed)} of {len(names)} topics passed" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
