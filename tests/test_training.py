@@ -238,3 +238,16 @@ def test_training_step_refuses_a_bad_loss_before_updating():
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items()) and opt.steps == 0
     training_step(model, opt, x, None, Generator(1))
     assert opt.steps == 1
+
+
+def test_every_file_a_run_writes_is_a_run_file(tmp_path):
+    """--overwrite removes exactly the run files: one missing from RUN_FILES would survive into the next run."""
+    import fnmatch
+
+    from minivae.training import trainer as trainer_module
+    from minivae.training.runfolder import RUN_FILES
+
+    names = ["config.json", "metrics.json", "metrics.csv", trainer_module.CHECKPOINT]
+    names += [getattr(trainer_module, "BINARIZED_TRAIN")] if hasattr(trainer_module, "BINARIZED_TRAIN") else []
+    for name in names:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in RUN_FILES), name

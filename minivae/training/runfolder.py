@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover
 #: patterns. ``--overwrite`` removes exactly these; any other file in the folder is the
 #: user's and is left alone. A new figure written into run folders belongs here.
 RUN_FILES = (
-    "config.json", "metrics.json", "metrics.csv", "checkpoint.npz", "eval.json",
+    "config.json", "metrics.json", "metrics.csv", "checkpoint.npz", "eval.json", "binarized_train.npz",
     "reconstructions.png", "samples.png", "latent_manifold.png", "latent_scatter.png", "loss_curves.png",
     "class_samples.png", "samples-*.png", "*_samples.png", "codebook*.png",
 )
