@@ -247,7 +247,6 @@ def test_every_file_a_run_writes_is_a_run_file(tmp_path):
     from minivae.training import trainer as trainer_module
     from minivae.training.runfolder import RUN_FILES
 
-    names = ["config.json", "metrics.json", "metrics.csv", trainer_module.CHECKPOINT]
-    names += [getattr(trainer_module, "BINARIZED_TRAIN")] if hasattr(trainer_module, "BINARIZED_TRAIN") else []
+    names = ["config.json", "metrics.json", "metrics.csv", trainer_module.CHECKPOINT, trainer_module.BINARIZED_TRAIN]
     for name in names:
         assert any(fnmatch.fnmatch(name, pattern) for pattern in RUN_FILES), name
