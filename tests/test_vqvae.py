@@ -140,8 +140,13 @@ def test_vqvae_gradcheck_against_the_straight_through_surrogate(ema):
 
 
 def test_gradcheck_command_passes_for_vqvae(capsys):
+    from minivae.cli import main
+
     report = gradcheck_model("vqvae")
     assert report.ok and any(c.name == "codebook" for c in report.inputs)
+    assert main(["gradcheck", "vqvae"]) == 0
+    printed = capsys.readouterr().out
+    assert "surrogate" in printed and "codebook" in printed and "FAIL" not in printed
 
 
 def test_codebook_gets_gradient_only_from_the_codebook_term():

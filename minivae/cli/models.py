@@ -35,7 +35,7 @@ DEMO_EPOCHS = 300
 # =============================================================================
 
 
-def _checked(kind: type, accept: Callable[[Any], bool], expected: str) -> Callable[[str], Any]:
+def checked_type(kind: type, accept: Callable[[Any], bool], expected: str) -> Callable[[str], Any]:
     """An argparse ``type=`` that parses ``kind`` and rejects values outside the accepted range."""
 
     def parse(text: str) -> Any:
@@ -60,10 +60,10 @@ def _integral_float(text: str) -> int | None:
     return int(value) if value.is_integer() else None
 
 
-positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
-non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
-positive_float = _checked(float, lambda v: v > 0, "a positive number")
-non_negative_float = _checked(float, lambda v: v >= 0, "a number >= 0")
+positive_int = checked_type(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = checked_type(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = checked_type(float, lambda v: v > 0, "a positive number")
+non_negative_float = checked_type(float, lambda v: v >= 0, "a number >= 0")
 
 
 def _error(command: str, message: Any) -> int:
@@ -406,6 +406,9 @@ def gradcheck_model(name: str, seed: int = 0):
 def cmd_gradcheck(args: argparse.Namespace) -> int:
     report = gradcheck_model(args.model, args.seed)
     print(f"gradcheck {args.model}: loss of a tiny model (float64), every parameter")
+    if args.model == "vqvae":
+        print("(the straight-through gradient against differences of its surrogate, sg[.] frozen at the point: "
+              "see VQVAE.gradcheck_loss; the running statistics are parameters with no gradient)")
     print(report)
     print("PASS" if report.ok else "FAIL")
     return 0 if report.ok else 1
