@@ -20,7 +20,7 @@ def drawn(monkeypatch):
         saved[path.name] = [(ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes]
         return path
 
-    monkeypatch.setattr(figures, "_save", capture)
+    monkeypatch.setattr(figures, "save_figure", capture)
     return saved
 
 

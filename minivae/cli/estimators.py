@@ -16,10 +16,10 @@ MAX_DRAWS = 200_000_000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from minivae.cli.models import HELP, _checked
+    from minivae.cli.models import HELP, checked_type
     from minivae.labs.variance import FUNCTIONS
 
-    at_least_2 = _checked(int, lambda v: v >= 2, "an integer >= 2")
+    at_least_2 = checked_type(int, lambda v: v >= 2, "an integer >= 2")
 
     p = subparsers.add_parser(
         "estimators",

@@ -244,7 +244,7 @@ def plot_lab(results: dict[str, Any], path: str | os.PathLike) -> Path:
     """Four panels against decoder capacity: KL, I(z; x), active units, -ELBO; remedies as extra markers."""
     from matplotlib.figure import Figure
 
-    from minivae.training.figures import _save
+    from minivae.training.figures import save_figure
 
     rows, remedies = results["decoders"], results["remedies"]
     x = np.arange(len(rows))
@@ -278,7 +278,7 @@ def plot_lab(results: dict[str, Any], path: str | os.PathLike) -> Path:
         fontsize=8,
     )
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_lab(results: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:

@@ -37,7 +37,7 @@ def _numpy(t: Any) -> np.ndarray:
     return t.numpy() if isinstance(t, Tensor) else np.asarray(t)
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     """Render to memory, then write atomically (a half-written PNG never replaces a good one)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
@@ -81,7 +81,7 @@ def plot_reconstructions(model: Module, data: Dataset, path: str | os.PathLike, 
     fig = Figure(figsize=(1.0 * len(rows), 2.4))
     ax = fig.add_subplot()
     _show_grid(ax, image_grid(np.concatenate([x, out]), 2, len(rows), data.image_shape), "inputs (top) and reconstructions (bottom)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _reconstruct_all(model: Module, data: Dataset) -> np.ndarray:
@@ -123,7 +123,7 @@ def _scatter_pairs(a: np.ndarray, b: np.ndarray, label_a: str, label_b: str, pat
     ax.scatter(b[:, 0], b[:, 1], s=4, alpha=0.6, c="tab:red", label=label_b)
     ax.set_aspect("equal")
     ax.legend(loc="upper right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_samples(
@@ -142,7 +142,7 @@ def plot_samples(
     fig = Figure(figsize=(0.55 * cols + 0.5, 0.55 * rows + 0.7))
     _show_grid(fig.add_subplot(), image_grid(samples, rows, cols, image_shape),
                f"samples from the prior, {prior_label(model)}" + (f", class {y}" if y is not None else ""))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_latent_manifold(
@@ -169,7 +169,7 @@ def plot_latent_manifold(
     _show_grid(ax, image_grid(images, grid, grid, image_shape), "decoder over the latent plane, z = Φ⁻¹(u)")
     ax.set_xlabel(f"z₁ from {values[0]:.2f} to {values[-1]:.2f}")
     ax.set_ylabel(f"z₂ from {values[-1]:.2f} (top) to {values[0]:.2f}")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_latent_scatter(model: Module, data: Dataset, path: str | os.PathLike) -> Path:
@@ -194,7 +194,7 @@ def plot_latent_scatter(model: Module, data: Dataset, path: str | os.PathLike) -
     ax.set_xlabel(axes_names[0])
     ax.set_ylabel(axes_names[1])
     ax.set_title(f"posterior means of {data.name}")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_loss_curves(history: list[dict[str, Any]], path: str | os.PathLike, units: str = "nats per example") -> Path:
@@ -213,7 +213,7 @@ def plot_loss_curves(history: list[dict[str, Any]], path: str | os.PathLike, uni
         ax.set_ylabel(units)
         ax.legend()
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_class_samples(
@@ -229,7 +229,7 @@ def plot_class_samples(
     fig = Figure(figsize=(0.55 * per_class + 0.8, 0.55 * classes + 0.7))
     ax = fig.add_subplot()
     _show_grid(ax, image_grid(images, classes, per_class, image_shape), "class-conditional samples (rows: classes)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_codebook_usage(model: Module, data: Dataset, path: str | os.PathLike) -> Path:
@@ -253,7 +253,7 @@ def plot_codebook_usage(model: Module, data: Dataset, path: str | os.PathLike) -
     if index.shape[1] <= 8:
         ax.legend(fontsize=7, ncol=min(4, index.shape[1]))
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_figures(
