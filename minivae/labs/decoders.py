@@ -29,7 +29,7 @@ Then one remedy on the strongest decoder, free bits (each latent dimension's
 KL below λ is free, so the optimiser stops pushing it to the prior) or a KL
 warm-up, and what it costs in -ELBO.
 
-Run it with ``minivae lab decoders`` (about a minute on two cores).
+Run it with ``minivae lab decoders`` (about 90 s on two shared cores).
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def plot_lab(results: dict[str, Any], path: str | os.PathLike) -> Path:
 
 def write_lab(results: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
     """decoders.json and decoders.png in ``out_dir`` (both written atomically)."""
-    from minivae.training.trainer import atomic_write_text
+    from minivae.training.runfolder import atomic_write_text
 
     out_dir = Path(out_dir)
     json_path = out_dir / "decoders.json"
