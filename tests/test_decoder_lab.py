@@ -63,3 +63,9 @@ def test_config_validation():
         DecoderLabConfig(remedies=["dropout"]).validate()
     with pytest.raises(ValueError, match="epochs"):
         DecoderLabConfig(epochs=0).validate()
+
+
+def test_lab_command_refuses_a_negative_seed(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["lab", "decoders", "--seed", "-1"])
+    assert info.value.code == 2 and "-1" in capsys.readouterr().err

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     d.add_argument("--epochs", type=positive_int, default=100, help="epochs per model (default 100)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=non_negative_int, default=0, help="seeds the weights, batches, noise and binarisation")
     d.add_argument("--latent", type=positive_int, default=16, help="latent dimensions (default 16)")
     d.add_argument("--free-bits", type=non_negative_float, default=0.25, help="λ in nats per latent dimension")
     d.add_argument("--warmup", type=non_negative_int, default=30, help="epochs of KL warm-up for that remedy")
