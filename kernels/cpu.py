@@ -52,11 +52,52 @@ def _relu_backward_bias(grad_out, y, grad_in, grad_bias):
 
 
 @_serial
+def _relu_backward(grad_out, y, grad_in):
+    """grad_in = grad_out * relu'(y) (no bias gradient: a separate ReLU node)."""
+    rows, cols = grad_out.shape
+    for r in range(rows):
+        for c in range(cols):
+            grad_in[r, c] = grad_out[r, c] * _activation_grad(formulas.RELU, y[r, c], 0.0)
+
+
+@_serial
 def _bce_combine(logits, target, log1p_e, out):
     rows, cols = logits.shape
     for r in range(rows):
         for c in range(cols):
             out[r, c] = _bce_from_log1p(logits[r, c], target[r, c], log1p_e[r, c])
+
+
+# The in-place twins below write into an array they also read (one argument, not two
+# that are the same buffer): when two arguments alias, the compiled loop detects the
+# overlap at run time and takes its scalar path, measured 4-6x slower than the SIMD one.
+
+
+@_serial
+def _bce_combine_inplace(logits, target, values):
+    """values = max(l, 0) - l * x + values, values holding log1p(e^-|l|) on entry."""
+    rows, cols = logits.shape
+    for r in range(rows):
+        for c in range(cols):
+            values[r, c] = _bce_from_log1p(logits[r, c], target[r, c], values[r, c])
+
+
+@_serial
+def _bce_grad_rows_inplace(logits, target, e, grad_rows):
+    """e = g_r * (sigmoid(l) - x), reading e = e^-|l| element by element before overwriting it."""
+    rows, cols = logits.shape
+    for r in range(rows):
+        g = grad_rows[r]
+        for c in range(cols):
+            e[r, c] = g * (_sigmoid_from_saved(logits[r, c], e[r, c]) - target[r, c])
+
+
+@_serial
+def _bce_grad_full_inplace(logits, target, e, grad_out):
+    rows, cols = logits.shape
+    for r in range(rows):
+        for c in range(cols):
+            e[r, c] = grad_out[r, c] * (_sigmoid_from_saved(logits[r, c], e[r, c]) - target[r, c])
 
 
 @_serial
@@ -118,6 +159,15 @@ def _vector(name: str, a: np.ndarray, length: int) -> np.ndarray:
 # ----------------------------------------------------------------------- public API
 
 
+def relu_backward(grad_out: np.ndarray, y: np.ndarray, grad_in: np.ndarray) -> np.ndarray:
+    """grad_in = grad_out * [y > 0] (``y`` the ReLU's output), one pass, no temporaries."""
+    grad_out, y, grad_in = _rows("grad_out", grad_out), _rows("y", y), _rows("grad_in", grad_in)
+    if not grad_out.shape == y.shape == grad_in.shape:
+        _same_shape(grad_out=grad_out, y=y, grad_in=grad_in)
+    _relu_backward(grad_out, y, grad_in)
+    return grad_in
+
+
 def relu_backward_bias(grad_out: np.ndarray, y: np.ndarray, grad_in: np.ndarray,
                        grad_bias: np.ndarray) -> np.ndarray:
     """grad_in = grad_out * [y > 0] and grad_bias = its column sums, in one pass.
@@ -126,7 +176,8 @@ def relu_backward_bias(grad_out: np.ndarray, y: np.ndarray, grad_in: np.ndarray,
     accumulate in the arrays' dtype, row after row, as ``grad_in.sum(axis=0)`` does.
     """
     grad_out, y, grad_in = _rows("grad_out", grad_out), _rows("y", y), _rows("grad_in", grad_in)
-    _same_shape(grad_out=grad_out, y=y, grad_in=grad_in)
+    if not grad_out.shape == y.shape == grad_in.shape:
+        _same_shape(grad_out=grad_out, y=y, grad_in=grad_in)
     _relu_backward_bias(grad_out, y, grad_in, _vector("grad_bias", grad_bias, grad_out.shape[1]))
     return grad_in
 
@@ -134,11 +185,16 @@ def relu_backward_bias(grad_out: np.ndarray, y: np.ndarray, grad_in: np.ndarray,
 def bce_logits_combine(logits: np.ndarray, target: np.ndarray, log1p_e: np.ndarray,
                        out: np.ndarray) -> np.ndarray:
     """out = max(l, 0) - l * x + log1p_e, where log1p_e = log1p(e^-|l|) was computed by the
-    caller (NumPy's vectorised exp and log1p). out may be log1p_e."""
-    arrays = {name: _rows(name, a) for name, a in
-              dict(logits=logits, target=target, log1p_e=log1p_e, out=out).items()}
-    _same_shape(**arrays)
-    _bce_combine(*arrays.values())
+    caller (NumPy's vectorised exp and log1p). out may be log1p_e (then in place)."""
+    inplace = out is log1p_e
+    logits, target, log1p_e, out = (_rows("logits", logits), _rows("target", target),
+                                    _rows("log1p_e", log1p_e), _rows("out", out))
+    if not logits.shape == target.shape == log1p_e.shape == out.shape:
+        _same_shape(logits=logits, target=target, log1p_e=log1p_e, out=out)
+    if inplace:
+        _bce_combine_inplace(logits, target, out)
+    else:
+        _bce_combine(logits, target, log1p_e, out)
     return out
 
 
@@ -148,36 +204,56 @@ def bce_logits_backward_saved(logits: np.ndarray, target: np.ndarray, e: np.ndar
     """grad_in = g * (sigmoid(l) - x) from e = e^-|l| saved by the forward pass.
 
     g is ``grad_rows[r]`` (one value per row, shape (rows,)) or ``grad_out`` (full shape).
-    grad_in may be e (each element of e is read before it is overwritten).
+    grad_in may be e (each element of e is read before it is overwritten; then in place).
     """
-    logits, target, e, grad_in = (_rows(n, a) for n, a in
-                                  (("logits", logits), ("target", target), ("e", e), ("grad_in", grad_in)))
-    _same_shape(logits=logits, target=target, e=e, grad_in=grad_in)
+    inplace = grad_in is e
+    logits, target, e, grad_in = _rows("logits", logits), _rows("target", target), _rows("e", e), _rows("grad_in", grad_in)
+    if not logits.shape == target.shape == e.shape == grad_in.shape:
+        _same_shape(logits=logits, target=target, e=e, grad_in=grad_in)
     if (grad_rows is None) == (grad_out is None):
         raise ValueError("pass exactly one of grad_rows and grad_out")
     if grad_rows is not None:
-        _bce_grad_rows(logits, target, e, _vector("grad_rows", grad_rows, logits.shape[0]), grad_in)
+        grad_rows = _vector("grad_rows", grad_rows, logits.shape[0])
+        if inplace:
+            _bce_grad_rows_inplace(logits, target, e, grad_rows)
+        else:
+            _bce_grad_rows(logits, target, e, grad_rows, grad_in)
     else:
         grad_out = _rows("grad_out", grad_out)
         _same_shape(logits=logits, grad_out=grad_out)
-        _bce_grad_full(logits, target, e, grad_out, grad_in)
+        if inplace:
+            _bce_grad_full_inplace(logits, target, e, grad_out)
+        else:
+            _bce_grad_full(logits, target, e, grad_out, grad_in)
     return grad_in
 
 
 def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
                 lr: float, beta1: float, beta2: float, eps: float, step: int,
                 weight_decay: float = 0.0, *, decoupled: bool = False) -> np.ndarray:
-    """One Adam step in place on param, m, v (one shape, C-contiguous); ``step`` is the
-    1-based t of the bias corrections; decoupled=False adds weight decay to the gradient
-    (L2, minivae's Adam), True is AdamW."""
-    arrays = dict(param=param, grad=grad, m=m, v=v)
-    for name, a in arrays.items():
-        if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:
-            raise ValueError(f"adam_update: {name} must be a C-contiguous NumPy array")
-    _same_shape(**arrays)
+    """One Adam step in place on param, m, v (one shape and float dtype, C-contiguous);
+    ``step`` is the 1-based t of the bias corrections; decoupled=False adds weight decay
+    to the gradient (L2, minivae's Adam), True is AdamW.
+
+    The hyperparameters enter the loop in the parameters' own precision: in float32 the
+    compiled loop then runs in float32 SIMD lanes, measured 3x faster than with float64
+    scalars, which promote every element (a 784x400 update: 0.16 vs 0.46 ms). The price
+    is the rounding of beta2 to float32 (1 - beta2 off by ~1e-5 relative, far below what
+    training notices). The checks are kept cheap: a small model makes a dozen calls a step.
+    """
+    arrays = (param, grad, m, v)
+    for name, a in zip(("param", "grad", "m", "v"), arrays):
+        if type(a) is not np.ndarray or not a.flags.c_contiguous or a.dtype != param.dtype:
+            raise ValueError(f"adam_update: {name} must be a C-contiguous NumPy array of the parameters' dtype")
+    if not param.shape == grad.shape == m.shape == v.shape:
+        _same_shape(param=param, grad=grad, m=m, v=v)
     if step < 1:
         raise ValueError(f"adam_update: step counts from 1, got {step}")
-    flat = [a.reshape(a.size) for a in arrays.values()]
-    _adam_loop(*flat, float(lr), float(beta1), float(beta2), float(eps),
-               1.0 - beta1**step, 1.0 - beta2**step, float(weight_decay), bool(decoupled))
+    if param.dtype.kind != "f":
+        raise ValueError(f"adam_update: parameters must be floating point, got {param.dtype}")
+    real = param.dtype.type
+    size = param.size
+    _adam_loop(param.reshape(size), grad.reshape(size), m.reshape(size), v.reshape(size), real(lr), real(beta1),
+               real(beta2), real(eps), real(1.0 - beta1**step), real(1.0 - beta2**step), real(weight_decay),
+               bool(decoupled))
     return param

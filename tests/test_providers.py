@@ -240,8 +240,9 @@ def test_cuda_kernels_give_the_gradchecked_values_and_gradients(op_name, fn, sha
         np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-12)
 
 
-def test_benchmark_vae_step_same_losses_and_parameters_on_every_kernel_set():
-    """Five Adam steps of the benchmark's VAE: same losses, same parameters."""
+@pytest.mark.parametrize("spelling", ["user", "sequential", "sliced"])
+def test_benchmark_vae_step_same_losses_and_parameters_on_every_kernel_set(spelling):
+    """Five Adam steps of the benchmark's VAE, in each of its spellings: same losses, same parameters."""
     path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_step.py"
     spec = importlib.util.spec_from_file_location("cpu_step", path)
     cpu_step = importlib.util.module_from_spec(spec)
@@ -249,7 +250,7 @@ def test_benchmark_vae_step_same_losses_and_parameters_on_every_kernel_set():
     results = {}
     for kernels in ("reference", "custom"):
         with providers.use_kernels(kernels):
-            step, model = cpu_step.build_minivae(16, seed=3, return_model=True)
+            step, model = cpu_step.build_minivae(16, seed=3, return_model=True, spelling=spelling)
             losses = [step() for _ in range(5)]
             results[kernels] = losses, [p.numpy().copy() for p in model.parameters()]
     np.testing.assert_allclose(results["custom"][0], results["reference"][0], rtol=1e-5)

@@ -58,6 +58,40 @@ def test_bce_combine_and_gradient_from_saved_exp(shape, dtype):
     _check(grad, g_full * (sig - target), dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_relu_backward_without_bias(shape, dtype):
+    rng = np.random.default_rng(2)
+    y = np.maximum(_rand(rng, shape, dtype), 0)
+    y.flat[0] = 0.0
+    g = _rand(rng, shape, dtype)
+    grad = cpu.relu_backward(g, y, np.empty_like(g))
+    np.testing.assert_array_equal(grad, g * (y > 0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_in_place_bce_loops_equal_the_out_of_place_ones(shape, dtype):
+    """The in-place loops (chosen when the output IS the input buffer, so the loop can use
+    SIMD) give the very same numbers as the loops writing elsewhere."""
+    rng = np.random.default_rng(3)
+    logits = _rand(rng, shape, dtype, scale=5.0)
+    target = rng.uniform(0, 1, shape).astype(dtype)
+    e = np.exp(-np.abs(logits))
+    log1p_e = np.log1p(e)
+    separate = cpu.bce_logits_combine(logits, target, log1p_e, np.empty_like(e))
+    inplace = log1p_e.copy()
+    assert cpu.bce_logits_combine(logits, target, inplace, inplace) is inplace
+    np.testing.assert_array_equal(inplace, separate)
+    g_rows, g_full = _rand(rng, (shape[0],), dtype), _rand(rng, shape, dtype)
+    for kwargs in (dict(grad_rows=g_rows), dict(grad_out=g_full)):
+        want = cpu.bce_logits_backward_saved(logits, target, e, np.empty_like(e), **kwargs)
+        saved = e.copy()
+        got = cpu.bce_logits_backward_saved(logits, target, saved, saved, **kwargs)
+        assert got is saved
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("decoupled", [True, False])
 @pytest.mark.parametrize("shape", [(1,), (7, 3), (33,)])
 def test_adam_update_matches_numpy_adam(decoupled, shape):
