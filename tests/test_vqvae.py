@@ -266,6 +266,9 @@ def test_train_resume_sample_and_eval_a_vqvae_from_the_command_line(tmp_path, ca
     assert "codes used" in printed and "perplexity" in printed
     for name in ("codebook_usage.png", "samples.png", "reconstructions.png", "checkpoint.npz"):
         assert (run / name).stat().st_size > 0, name
+    codebook = __import__("json").loads((run / "codebook.json").read_text())
+    assert codebook["codebook_size"] == 8 and sum(codebook["counts"]) == 359 * 2
+    assert codebook["codes_used"] + len(codebook["dead_codes"]) == 8
     assert main(args + ["--epochs", "2", "--resume"]) == 0
     metrics = __import__("json").loads((run / "metrics.json").read_text())
     assert len(metrics["epochs"]) == 2 and "perplexity" in metrics["epochs"][-1]["test"]

@@ -156,8 +156,12 @@ def _run_training(command: str, config, out: Path, args: argparse.Namespace, *, 
         print(format_report(report))
     if hasattr(trainer.model, "codebook_report") and trainer.history:  # VQ-VAE: codes used, dead, perplexity
         from minivae.models.vqvae import format_codebook_report
+        from minivae.training.runfolder import atomic_write_json
 
-        print(format_codebook_report(trainer.model.codebook_report(trainer.test_set.x)))
+        codebook = trainer.model.codebook_report(trainer.test_set.x)
+        print(format_codebook_report(codebook))
+        atomic_write_json(out / "codebook.json", {"split": "test", **codebook})
+        paths = [*paths, out / "codebook.json"]
     print(f"wrote to {out}/: config.json, metrics.json, metrics.csv, checkpoint.npz"
           + "".join(f", {p.name}" for p in paths))
     return 0
