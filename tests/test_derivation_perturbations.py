@@ -316,3 +316,37 @@ def test_straight_through_bias_formula_with_the_wrong_sign_fails(monkeypatch) ->
     module = load("d14_straight_through")
     monkeypatch.setattr(module, "st_minus_true_gradient", lambda a, z, zq: (z - zq) @ a)
     assert "Eq 14.3 grad f(q(z)) - grad f(z) = A (q(z) - z)" in failed_rows(module.run())
+
+
+def test_max_ties_giving_every_tied_element_the_full_gradient_fails(monkeypatch) -> None:
+    """Each tied maximum getting all of g (no share): the tie rows of Eq 15.32 fail, the untied ones pass."""
+    module = load("d15_vjp_rules")
+
+    def full_to_every_tie(x, axis, keepdims, g, kind="max"):
+        axes = module._axes(axis, np.ndim(x))
+        y = (np.max if kind == "max" else np.min)(x, axis=axes, keepdims=True)
+        return (x == y) * module._keep(g, axes, keepdims)
+
+    monkeypatch.setattr(module, "extreme_vjp", full_to_every_tie)
+    failed = failed_rows(module.run())
+    assert "Eq 15.32 max axis=1 with ties: shared equally: by hand vs engine" in failed
+    assert "Eq 15.32 max axis=1 with ties: <x̄, v> = derivative along the tied set" in failed
+    assert "Eq 15.32 min axis=None with ties: <x̄, v> = derivative along the tied set" in failed
+    assert all("with ties" in eq for eq in failed), failed
+
+
+def test_unbroadcast_that_forgets_to_sum_fails(monkeypatch) -> None:
+    """Keeping one copy's gradient instead of summing over the broadcast axes: Eq 15.4 fails, on both references."""
+    module = load("d15_vjp_rules")
+
+    def first_copy_only(g, shape):
+        lead = g.ndim - len(shape)
+        g = g[(0,) * lead] if lead else g
+        index = tuple(slice(0, 1) if n == 1 else slice(None) for n in shape)
+        return g[index]
+
+    monkeypatch.setattr(module, "unbroadcast", first_copy_only)
+    failed = failed_rows(module.run())
+    for row in ("Eq 15.4 a(3, 1) * b(1, 4): by hand vs engine", "Eq 15.4 a(3, 1) * b(1, 4): by hand vs central differences",
+                "Eq 15.4 a() * b(2, 3): by hand vs engine", "Eq 15.40 broadcast_to (3,1) -> (2,3,4): by hand vs engine"):
+        assert row in failed, (row, failed)
