@@ -260,9 +260,10 @@ def plot_lab(results: dict[str, Any], path: str | os.PathLike) -> Path:
     for i, (key, title) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
         ax.plot(x, [r[key] for r in rows], "o-", color="tab:blue", label="ELBO training")
-        for r in remedies:
+        for j, r in enumerate(remedies):  # side by side at the strongest decoder, so none hides another
             color, marker = markers.get(r["remedy"], ("k", "s"))
-            ax.plot([x[-1]], [r[key]], marker, color=color, markersize=10, label=r["label"].split(" + ", 1)[1])
+            ax.plot([x[-1] + 0.18 * (j + 1)], [r[key]], marker, color=color, markersize=9,
+                    label=r["label"].split(" + ", 1)[1])
         if key == "active_units":
             ax.axhline(results["config"]["latent"], color="0.6", lw=0.8, ls=":")
         ax.set_xticks(x)
