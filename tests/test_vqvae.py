@@ -116,6 +116,24 @@ def test_straight_through_value_is_z_q_and_its_vjp_is_the_surrogates_derivative(
     assert qt.grad is None  # the sg[] part: z_q gets nothing
 
 
+def test_straight_through_and_stop_gradient_pass_gradcheck_against_their_frozen_surrogates():
+    """minivae.gradcheck takes backward() with recording on and differences values under no_grad():
+    the nodes when recording, the surrogate (sg[.] replaced by its value at the point) when not."""
+    rng = np.random.default_rng(3)
+    z0, q0 = rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+    zq = _t(q0, grad=False)
+    shift = mv.tensor(q0 - z0, dtype="float64")
+    frozen = mv.tensor(z0, dtype="float64")
+
+    def fn(z):
+        if mv.is_grad_enabled():
+            return mv.sin(straight_through(z, zq)) * z + z * stop_gradient(z)
+        return mv.sin(z + shift) * z + z * frozen
+
+    report = mv.gradcheck(fn, [_t(z0)])
+    assert report.ok and report.inputs[0].max_abs_error < 1e-8
+
+
 def test_straight_through_rejects_mismatched_inputs():
     with pytest.raises(ValueError, match=r"z_e is float64 \(2, 3\) and z_q is float64 \(3, 2\)"):
         straight_through(_t(np.zeros((2, 3))), _t(np.zeros((3, 2))))
