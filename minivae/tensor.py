@@ -271,19 +271,25 @@ class Tensor:
             for i, (parent, pg) in enumerate(zip(node._parents, parent_grads)):
                 if pg is None or not parent.requires_grad:
                     continue
-                pg, pg_owned = _fit_to(pg, parent, node, i, upstream=g)
+                data = parent.data
+                if type(pg) is _ndarray and pg.shape == data.shape and pg.dtype == data.dtype:
+                    pg_owned = pg is not g and pg.base is None  # (_fit_to's answer, without the call)
+                else:
+                    pg, pg_owned = _fit_to(pg, parent, node, i, upstream=g)
                 if anomaly:
                     _check_finite(pg, f"backward of '{node.op}' (gradient for input {i})", node._parents)
-                if id(parent) in pending:
-                    acc, acc_owned = pending[id(parent)]
+                key = id(parent)
+                entry = pending.get(key)
+                if entry is not None:
+                    acc, acc_owned = entry
                     if acc_owned:
                         acc += pg  # an array (even 0-d) that only this pass holds: add in place
                     else:
                         # a + b of two 0-d arrays is a NumPy scalar, which a later in-place
                         # add would silently rebind: keep every gradient an array.
-                        pending[id(parent)] = (_as_array(acc + pg), True)
+                        pending[key] = (_as_array(acc + pg), True)
                 else:
-                    pending[id(parent)] = (pg, pg_owned)
+                    pending[key] = (pg, pg_owned)
         if not retain_graph:
             for node in order:
                 if node._backward is not None:
@@ -369,6 +375,9 @@ def _topological_order(root: Tensor) -> list[Tensor]:
             if parent.requires_grad and id(parent) not in visited:
                 stack.append((parent, False))
     return order
+
+
+_ndarray = backend.numpy.ndarray
 
 
 def _fit_to(pg: Any, parent: Tensor, node: Tensor, index: int, upstream: Any) -> tuple[Any, bool]:

@@ -91,11 +91,18 @@ def provider_for(array: Any) -> Provider:
     return _cpu()
 
 
+_cpu_provider: Provider | None = None
+
+
 def _cpu() -> Provider:
     # Imported on first use: it loads numba, which a user of the reference set never needs.
-    from minivae.providers import cpu
+    # Kept once found: every op asks for it, and an import statement costs microseconds.
+    global _cpu_provider
+    if _cpu_provider is None:
+        from minivae.providers import cpu
 
-    return cpu.PROVIDER
+        _cpu_provider = cpu.PROVIDER
+    return _cpu_provider
 
 
 _METHODS = tuple(name for name in vars(Provider) if not name.startswith("_") and name != "name")
