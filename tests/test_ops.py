@@ -153,3 +153,57 @@ def test_fused_linear_activation_node_gradcheck(activation, kernels):
         fn = lambda x, w, b: mv.linear(x, w, b, activation=activation, slope=0.1)  # noqa: E731
         assert mv.gradcheck(fn, [x, w, b]).ok
         assert mv.gradcheck(lambda x, w: mv.linear(x, w, activation=activation, slope=0.1), [x, w]).ok
+
+
+# -- the edge cases once found wrong, by name (tests/test_op_table.py covers each class) -----
+def test_bce_with_logits_on_0d_inputs_on_every_kernel_set():
+    for kernels in ("reference", "custom", "auto"):
+        with mv.use_kernels(kernels):
+            value = mv.bce_with_logits(mv.tensor(0.5), mv.tensor(0.0)).item()
+        assert value == pytest.approx(np.log1p(np.exp(0.5)), rel=1e-6), kernels  # 0.974, not 0.474
+
+
+def test_gradient_of_x_to_the_0_at_0_is_0_not_nan():
+    x = mv.tensor([0.0, 2.0], requires_grad=True, dtype="float64")
+    (x ** 0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0])
+
+
+def test_clip_with_one_bound_and_none():
+    x = mv.tensor([-2.0, 0.0, 2.0], requires_grad=True, dtype="float64")
+    mv.clip(x, None, 1.0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [1.0, 1.0, 0.0])
+    x.grad = None
+    mv.clip(x, -1.0, None).sum().backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="clip: both bounds are None"):
+        mv.clip(x, None, None)
+
+
+def test_matmul_backward_with_zero_size_dimensions():
+    a = mv.tensor(np.zeros((0, 3)), requires_grad=True)
+    b = mv.tensor(np.ones((3, 2)), requires_grad=True)
+    (a @ b).sum().backward()
+    assert a.grad.shape == (0, 3) and b.grad.shape == (3, 2) and not b.grad.any()
+
+
+def test_batched_matmul_sums_gradients_over_broadcast_batch_axes():
+    a, b = t((2, 1, 3, 4)), t((5, 4, 2))  # batch (2, 1) with (5,) -> (2, 5)
+    assert (a @ b).shape == (2, 5, 3, 2)
+    assert mv.gradcheck(lambda a, b: a @ b, [a, b]).ok
+
+
+def test_transpose_takes_negative_axes_and_concat_takes_dtype_from_any_tensor():
+    x = t((2, 3, 4))
+    assert x.transpose(-1, 0, -2).shape == (4, 2, 3)
+    f64 = mv.tensor(np.ones((1, 2)), dtype="float64")
+    for parts in ([[[0.0, 1.0]], f64], [f64, [[0.0, 1.0]]]):  # raw values before or after the tensor
+        assert mv.concat(parts).dtype == "float64"
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="softplus(x, beta) needs a beta argument in ops.softplus (an activation with a provider kernel)")
+def test_softplus_with_beta():
+    x = t((3, 2))
+    np.testing.assert_allclose(mv.softplus(x, beta=2.0).numpy(), np.logaddexp(0, 2 * x.numpy()) / 2, rtol=1e-12)
+    assert mv.gradcheck(lambda x: mv.softplus(x, beta=2.0), [x]).ok
