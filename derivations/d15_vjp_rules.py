@@ -87,8 +87,16 @@ def power_const_vjp(x, p: float, g):
 
 
 def power_vjp(a, b, g):
-    """Eq 15.10: y = a^b gives ā = g b a^(b-1) and b̄ = g a^b ln a (a > 0)."""
-    return unbroadcast(g * b * a ** (b - 1), np.shape(a)), unbroadcast(g * a**b * np.log(a), np.shape(b))
+    """Eq 15.10: y = a^b gives ā = g b a^(b-1) and b̄ = g a^b ln a (a > 0).
+
+    Where the formulas read 0·∞: ā = 0 where b = 0 (y = a⁰ = 1 is flat, as in Eq 15.9), and
+    b̄ = 0 where a = 0 and b >= 0 (0^b stays 0 as b moves above 0).
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        da = np.where(b == 0, 0.0, g * b * a ** (b - 1))
+        db = np.where((a == 0) & (b >= 0), 0.0, g * a**b * np.log(a))
+    return unbroadcast(da, a.shape), unbroadcast(db, b.shape)
 
 
 # =========================================================================== (d) elementwise functions
@@ -455,6 +463,11 @@ def _check_arithmetic(t: Table, rng) -> None:
     xs = rng.standard_normal(4)
     _check(t, "15.10", "2 ** x: x̄ = g 2^x ln 2", lambda v: 2.0**v, lambda v: 2.0**v, [xs], g[0],
            [power_vjp(np.full(4, 2.0), xs, g[0])[1]])
+    a0, b0, g0 = np.array([0.0, 0.0, 0.7]), np.array([1.5, 2.0, 0.0]), np.array([0.9, -1.1, 0.6])
+    _check(t, "15.10", "a ** b at a = 0 (b > 0) and at b = 0: the 0·∞ points give 0", None, mv.power, [a0, b0], g0,
+           power_vjp(a0, b0, g0), fd=False)
+    _check(t, "15.10", "b̄ of 0 ** b (b > 0) is 0: 0^b stays 0", lambda v: a0[:2] ** v,
+           lambda v: mv.tensor(a0[:2], dtype="float64") ** v, [b0[:2]], g0[:2], [power_vjp(a0[:2], b0[:2], g0[:2])[1]])
 
 
 def _check_elementwise(t: Table, rng) -> None:
