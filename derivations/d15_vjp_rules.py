@@ -332,8 +332,8 @@ def _leaf(a) -> mv.Tensor:
 def engine_vjp(f_mv: Callable, inputs: Sequence[np.ndarray], g) -> list[np.ndarray]:
     """The engine's backward: leaves for the inputs, y = f_mv(leaves), y.backward(g); their .grad."""
     leaves = [_leaf(a) for a in inputs]
-    leaves_out = f_mv(*leaves)
-    leaves_out.backward(np.asarray(g, dtype=np.float64))
+    y = f_mv(*leaves)
+    y.backward(np.asarray(g, dtype=np.float64))
     return [np.full(np.shape(a), np.nan) if leaf.grad is None else np.asarray(leaf.grad) for a, leaf in zip(inputs, leaves)]
 
 
@@ -514,11 +514,11 @@ def _check_elementwise(t: Table, rng) -> None:
     gb = np.array([1.3, -0.4, 0.9])
     _check(t, "15.25", "clip at both bounds: 0", None, lambda v: mv.clip(v, low, high), [xb], gb,
            [clip_vjp(xb, low, high, gb)], fd=False)
-    right = central_difference(lambda v: float(np.clip(v[0], low, high)), np.array([low]), 1e-7)  # not used alone
+    central = central_difference(lambda v: float(np.clip(v[0], low, high)), np.array([low]), 1e-7)  # ½, the average
     one_sided = (np.clip(low + 1e-7, low, high) - low) / 1e-7, (low - np.clip(low - 1e-7, low, high)) / 1e-7
     t.holds("Eq 15.25 at x = low the one-sided slopes are 1 and 0; minivae takes 0",
             abs(one_sided[0] - 1) < 1e-6 and abs(one_sided[1]) < 1e-12 and clip_vjp(xb, low, high, gb)[0] == 0,
-            left=one_sided[0], right=one_sided[1], note=f"central differences give {float(right[0]):.3g} there")
+            left=one_sided[0], right=one_sided[1], note=f"central differences give {float(central[0]):.3g} there")
 
     # ---- Eq 15.26: maximum / minimum of two tensors, broadcasting, and ties
     a = rng.standard_normal((3, 1))
