@@ -81,6 +81,8 @@ def _need(t: Tensor) -> bool:
 # ----------------------------------------------------------------------------
 # arithmetic
 # ----------------------------------------------------------------------------
+# No derivation files for these: each VJP is a one-line rule of calculus, stated in the
+# docstring (matmul and linear link derivations/02_backprop_dense.md).
 def add(a: Any, b: Any) -> Tensor:
     """y = a + b.   ∂y/∂a = 1, ∂y/∂b = 1, so ā = g, b̄ = g (summed over broadcast axes)."""
     a, b = binary_operands("add", a, b)
@@ -263,6 +265,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
 # ----------------------------------------------------------------------------
 # reductions and shape
 # ----------------------------------------------------------------------------
+# A reduction's VJP broadcasts g back over the reduced axes; a shape op's VJP undoes the
+# re-labelling. Too short for derivation files: the rule is in each docstring.
 def _axes(axis, ndim: int, op: str = "reduction") -> tuple[int, ...]:
     """The axes a reduction runs over, sorted and non-negative (``None``: all of them).
 
@@ -435,6 +439,7 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
 # ----------------------------------------------------------------------------
 # elementwise functions
 # ----------------------------------------------------------------------------
+# Textbook derivatives (no derivation files), except where a docstring links one.
 def exp(x: Tensor) -> Tensor:
     """y = eˣ.   x̄ = g · eˣ = g · y."""
     y = _xp(x).exp(x.data)

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from minivae import providers
 import minivae as mv
 
 RNG = np.random.default_rng(1234)
