@@ -5,8 +5,13 @@ One command, one JSON file::
     python benchmarks/gpu.py --out benchmarks/results/gpu.json      # ~3-6 minutes
     python benchmarks/gpu.py --quick --out /tmp/gpu-quick.json      # ~1 minute, fewer rounds
 
-Needs an NVIDIA GPU, CuPy and numba's CUDA target (``pip install -e ".[gpu,bench]"``);
-without one it stops at once with exit status 2 and says what is missing. Sections:
+Needs an NVIDIA GPU, CuPy and numba-cuda: ``pip install -e ".[gpu-cu12,bench]"`` when
+nvidia-smi's header says "CUDA Version: 12.x", ``".[gpu-cu13,bench]"`` for 13.x (the
+PyTorch wheels of ``bench`` are built for CUDA 13; on a CUDA 12 driver take PyTorch's
+cu12 build or ``--no-torch``). On a machine where CuPy, numba-cuda and PyTorch are
+already installed and no registry is reachable: ``pip install --no-deps -e .`` or just
+``PYTHONPATH=. python benchmarks/gpu.py`` (this script also puts the checkout on its
+path). Without a GPU it stops at once with exit status 2 and says what is missing. Sections:
 
 1. ``gemm``: SGEMM GFLOP/s of our tiled kernel (``kernels.cuda.matmul``) against cuBLAS
    (through ``cupy.matmul``), FP32 with TF32 switched off, at 4096^3 and at the three
@@ -27,6 +32,12 @@ without one it stops at once with exit status 2 and says what is missing. Sectio
 
 Timing: CUDA events on the stream the work runs on, after warm-up; each figure is the
 median over ``--rounds`` rounds of back-to-back calls (each round about 50 ms of work).
+
+``--host-side`` needs no GPU: it times the Python side of each provider call and of a
+whole training step at batch 128 with every launch recorded but not made
+(``kernels.cuda_launch.recording(run=False)``), on NumPy arrays: our wrappers and the
+provider, without numba-cuda's own dispatch (about 6-7 us plus 3-4 us per array
+argument on a real GPU, by numba-cuda's account) and without CuPy's allocations.
 
 ``--simulate`` is for the test suite only: it runs every code path at toy sizes on
 Numba's CUDA simulator with NumPy arrays (and PyTorch on the CPU), to catch mistakes in
@@ -67,7 +78,9 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 D_IN, D_HID, D_Z = 784, 400, 20
-INSTALL_HINT = 'pip install -e ".[gpu,bench]" (cupy-cuda12x, numba-cuda; torch for the PyTorch column)'
+INSTALL_HINT = ('pip install -e ".[gpu-cu12,bench]" if nvidia-smi shows "CUDA Version: 12.x", '
+                '".[gpu-cu13,bench]" for 13.x (CuPy and numba-cuda with their CUDA wheels; torch for the '
+                'PyTorch column); where they are installed already: pip install --no-deps -e .')
 
 
 class NoGPU(RuntimeError):
@@ -651,6 +664,84 @@ def bench_launch(ctx: "Context", use_torch: bool) -> dict[str, Any]:
 
 
 # =============================================================================================
+# 5. the Python side alone, no GPU needed
+# =============================================================================================
+def bench_host_side(batch: int = 128, repeats: int = 100, rounds: int = 7, quiet: bool = False) -> dict[str, Any]:
+    """Host microseconds per provider call, and per training step, with launches recorded
+    but not made (a dry run on NumPy arrays): the part of the launch cost that is ours.
+    Each figure is the best of ``rounds`` rounds (host timings only get slower by noise)."""
+    import numpy as np
+
+    import minivae as mv
+    from kernels.cuda_launch import recording
+    from minivae.models import build_model
+    from minivae.providers import cuda as accel_cuda, use_provider
+
+    provider = accel_cuda.CudaKernels(xp=np, stream=lambda: 0)
+    rng = np.random.default_rng(0)
+
+    def f32(*shape):
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    x, w, b, h = f32(batch, D_IN), f32(D_IN, D_HID), f32(D_HID), f32(batch, D_HID)
+    mu, lv, eps = f32(batch, D_Z), f32(batch, D_Z), f32(batch, D_Z)
+    rows_g = np.broadcast_to(f32(batch, 1), (batch, D_IN))  # the gradient of a row sum
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    calls = {
+        "matmul (x @ W + b)": lambda: provider.matmul(x, w, bias=b),
+        "matmul (x.T @ g)": lambda: provider.matmul(x, h, trans_a=True),
+        "activation relu in place": lambda: provider.activation("relu", h, 0.0, inplace=True),
+        "activation_grad_bias relu": lambda: provider.activation_grad_bias("relu", h, h, 0.0),
+        "column_sum": lambda: provider.column_sum(h),
+        "reparam": lambda: provider.reparam(mu, lv, eps),
+        "reparam_grad_logvar": lambda: provider.reparam_grad_logvar(mu, lv, eps),
+        "kl_rows": lambda: provider.kl_rows(mu, lv),
+        "kl_grads": lambda: provider.kl_grads(mu, lv, mu[:, 0]),
+        "bce_logits_row_sums": lambda: provider.bce_logits_row_sums(x, x),
+        "bce_logits_grad (row-sum g)": lambda: provider.bce_logits_grad(x, x, None, rows_g),
+        "adam (784x400 weight)": lambda: provider.adam(w, w, m, v, 1e-3, 0.9, 0.999, 1e-8, 1, 0.0),
+    }
+    per_call: dict[str, float] = {}
+    with recording(run=False), np.errstate(all="ignore"):  # outputs hold garbage in a dry run
+        for name, call in calls.items():
+            call()
+            best = float("inf")
+            for _ in range(rounds):
+                started = time.perf_counter()
+                for _ in range(repeats):
+                    call()
+                best = min(best, (time.perf_counter() - started) / repeats * 1e6)
+            per_call[name] = best
+    model = build_model("vae", D_IN, D_Z, D_HID, mv.random.Generator(0))
+    opt = mv.optim.Adam(model.parameters(), lr=1e-3)
+    data = rng.random((batch, D_IN), dtype=np.float32)
+
+    def step():
+        loss = model.loss(data, None, mv.random.Generator(1))["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    with use_provider(provider), recording(run=False) as launches, np.errstate(all="ignore"):
+        step()
+        step_ms = float("inf")
+        for _ in range(rounds):
+            launches.clear()
+            started = time.perf_counter()
+            step()
+            step_ms = min(step_ms, (time.perf_counter() - started) * 1e3)
+    result = {"batch": batch, "provider_call_us": per_call, "step_host_ms": step_ms,
+              "launches_per_step": len(launches),
+              "note": "dry run on NumPy arrays (launches recorded, not made): our Python per call; the "
+                      "step time also holds the engine's own NumPy work (CuPy kernels on a GPU)"}
+    if not quiet:
+        for name, us in per_call.items():
+            print(f"  {name:<32} {us:7.1f} us")
+        print(f"  training step: {step_ms:.2f} ms of host time, {len(launches)} launches of ours")
+    return result
+
+
+# =============================================================================================
 # driver
 # =============================================================================================
 class Context:
@@ -702,8 +793,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 rounds of ~10 ms: a first look in about a minute")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--host-side", action="store_true",
+                        help="no GPU needed: time the Python side of provider calls and of a step (dry run)")
     parser.add_argument("--simulate", action="store_true", help=argparse.SUPPRESS)  # test suite only
     args = parser.parse_args(argv)
+
+    if args.host_side:
+        result = {"benchmark": "minivae GPU path, Python side only (dry run)", "machine": platform.processor()
+                  or platform.machine(), "python": platform.python_version(),
+                  "host_side": bench_host_side(quiet=args.quiet)}
+        if str(args.out) != os.devnull and args.out != str(ROOT / "benchmarks" / "results" / "gpu.json"):
+            Path(args.out).write_text(json.dumps(result, indent=2, default=_jsonable) + "\n")
+        return 0
 
     if args.simulate:
         from numba import config

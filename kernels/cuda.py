@@ -8,6 +8,7 @@ from .cuda_elementwise import (
     adam_update,
     bce_logits_backward,
     bce_logits_forward,
+    bce_logits_row_sums,
     bce_logits_sum,
     bias_act_backward,
     bias_act_forward,
@@ -16,7 +17,7 @@ from .cuda_elementwise import (
     reparam_backward,
     reparam_forward,
 )
-from .cuda_launch import as_device_array, cuda_stream, is_simulator, launch_overhead_probe
+from .cuda_launch import as_device_array, cuda_stream, is_simulator, launch, launch_overhead_probe, recording
 from .cuda_matmul import matmul
 from .cuda_reduce import column_sum, fill, total_sum
 
@@ -25,6 +26,7 @@ __all__ = [
     "as_device_array",
     "bce_logits_backward",
     "bce_logits_forward",
+    "bce_logits_row_sums",
     "bce_logits_sum",
     "bias_act_backward",
     "bias_act_forward",
@@ -34,8 +36,10 @@ __all__ = [
     "is_simulator",
     "kl_backward",
     "kl_forward",
+    "launch",
     "launch_overhead_probe",
     "matmul",
+    "recording",
     "reparam_backward",
     "reparam_forward",
     "total_sum",

@@ -2,15 +2,18 @@
 
 Each kernel reads its inputs once and writes its outputs once; the math per element
 is a device-compiled formula from ``formulas.GPU``, never re-typed here. The
-batch-shaped ops take 2-D (rows, features) C-contiguous arrays (a 1-D array is
-treated as one row); Adam takes any shape.
+batch-shaped ops take 2-D (rows, features) arrays of any strides (a 1-D array is
+treated as one row): the kernels index ``a[row, col]``, so a transposed or broadcast
+view is read in place. Adam takes any shape, C-contiguous.
 
-Arithmetic runs in float64 registers (the formulas use float64 constants and the
-scalars come from Python) and is stored at the arrays' dtype; these kernels are
-bound by memory traffic, not arithmetic.
+Arithmetic runs in the arrays' dtype: the formulas write their constants with
+``formulas.cast`` and every scalar argument (slope, scale, learning rate...) is
+converted to the dtype on the host, so a float32 kernel has no float64 instruction
+(tests/kernels/test_cuda_compile.py checks the PTX). Kernels that need a typed zero
+or a shared array are made per dtype by small cached factories.
 
 All functions launch asynchronously on ``stream`` (see ``cuda_launch.cuda_stream``)
-and return their main output.
+through ``cuda_launch.launch`` and return their main output.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from __future__ import annotations
 import functools
 
 import numba
+import numpy as np
 from numba import cuda
 
 from . import formulas
-from .cuda_launch import THREADS_1D, HostStaging, cuda_stream, flat, grid_1d, require_c_contiguous
+from .cuda_launch import THREADS_1D, HostStaging, cuda_stream, flat, grid_1d, launch, require_c_contiguous
 from .cuda_reduce import (
     RED_X,
     RED_Y,
@@ -47,13 +51,18 @@ _bce_grad = formulas.GPU.bce_with_logits_grad
 _adam = formulas.GPU.adam
 
 
+def _typed(dtype, value):
+    """A host scalar as a NumPy scalar of the kernel's dtype (numba then types it so)."""
+    return np.dtype(dtype).type(value)
+
+
 # ------------------------------------------------------------------ bias + activation
 
 
 @functools.lru_cache(maxsize=None)
-def _bias_act_forward_kernel(has_bias: bool):
+def bias_act_forward_kernel(has_bias: bool):
     @cuda.jit
-    def kernel(x, bias, out, code, slope):
+    def bias_act_rows(x, bias, out, code, slope):
         cols = x.shape[1]
         for i in range(cuda.grid(1), x.shape[0] * cols, cuda.gridsize(1)):
             row = i // cols
@@ -63,22 +72,25 @@ def _bias_act_forward_kernel(has_bias: bool):
                 value += bias[col]
             out[row, col] = _activation(code, value, slope)
 
-    return kernel
+    return bias_act_rows
 
 
 @functools.lru_cache(maxsize=None)
-def _bias_act_backward_kernel(want_bias_grad: bool):
+def bias_act_backward_kernel(want_bias_grad: bool, dtype: np.dtype):
+    element, zero = numba.from_dtype(dtype), dtype.type(0)
+
     @cuda.jit
-    def kernel(grad_out, saved, grad_in, grad_bias, code, slope, from_output, single_block, accumulate):
+    def bias_act_grad_columns(grad_out, saved, grad_in, grad_bias, code, slope, from_output, single_block,
+                              accumulate):
         # (RED_X, RED_Y) blocks: a warp spans 32 columns of one row (coalesced), and
         # each thread walks down its column, so the column sums come for free.
-        cache = cuda.shared.array((RED_Y, RED_X), numba.float64)
+        cache = cuda.shared.array((RED_Y, RED_X), element)
         col = cuda.blockIdx.x * RED_X + cuda.threadIdx.x
         first = cuda.blockIdx.y * ROWS_PER_BLOCK
         last = first + ROWS_PER_BLOCK  # an if, not min(): see cuda_reduce
         if last > grad_out.shape[0]:
             last = grad_out.shape[0]
-        partial = 0.0
+        partial = zero
         if col < grad_out.shape[1]:
             for row in range(first + cuda.threadIdx.y, last, RED_Y):
                 g = _bias_act_backward(code, grad_out[row, col], saved[row, col], slope, from_output)
@@ -89,13 +101,12 @@ def _bias_act_backward_kernel(want_bias_grad: bool):
             if cuda.threadIdx.y == 0 and col < grad_out.shape[1]:
                 store_total(grad_bias, col, total, single_block, accumulate)
 
-    return kernel
+    return bias_act_grad_columns
 
 
 def _rows(stage: HostStaging, name: str, a, written: bool = False):
     """Device view of a batch-shaped array as 2-D (a 1-D array becomes one row)."""
     a = stage(a, written)
-    require_c_contiguous(name, a)
     if a.ndim == 1:
         return a.reshape(1, a.shape[0])
     if a.ndim != 2:
@@ -129,10 +140,8 @@ def bias_act_forward(x, bias, out, act="relu", slope: float = 0.01, *, stream=0)
     d_x, d_out = _rows(stage, "x", x), _rows(stage, "out", out, written=True)
     _same_shape(x=d_x, out=d_out)
     d_bias = None if bias is None else _vector(stage, "bias", bias, d_x.shape[1])
-    kernel = _bias_act_forward_kernel(d_bias is not None)
-    kernel[grid_1d(d_x.size), THREADS_1D, stream](
-        d_x, d_bias if d_bias is not None else d_x, d_out, code, float(slope)
-    )
+    launch(bias_act_forward_kernel(d_bias is not None), grid_1d(d_x.size), THREADS_1D, stream,
+           d_x, d_bias if d_bias is not None else d_x, d_out, code, _typed(d_out.dtype, slope))
     stage.finish()
     return out
 
@@ -145,7 +154,9 @@ def bias_act_backward(grad_out, saved, grad_in, act="relu", slope: float = 0.01,
     ``saved`` is the layer OUTPUT y = f(x + b) when ``from_output`` (the default; see
     the derivative table in formulas.py), else the pre-activation x + b.
     ``grad_bias`` (N,) receives the bias gradient in the same pass (``+=`` with
-    ``accumulate_bias``). ``grad_in`` may be ``grad_out`` itself.
+    ``accumulate_bias``: pass a zeroed ``grad_bias`` with ``accumulate_bias=True`` to
+    save the zero-fill launch that several row blocks would otherwise need).
+    ``grad_in`` may be ``grad_out`` itself.
     """
     code = formulas.activation_code(act)
     stream = cuda_stream(stream)
@@ -161,11 +172,10 @@ def bias_act_backward(grad_out, saved, grad_in, act="relu", slope: float = 0.01,
         d_grad_bias = _vector(stage, "grad_bias", grad_bias, cols, written=True)
         prepare_atomic_output(d_grad_bias, single, accumulate_bias, stream)
     if cols:
-        kernel = _bias_act_backward_kernel(d_grad_bias is not None)
-        kernel[grid, (RED_X, RED_Y), stream](
-            d_grad_out, d_saved, d_grad_in, d_grad_bias if d_grad_bias is not None else d_grad_in,
-            code, float(slope), bool(from_output), single, bool(accumulate_bias),
-        )
+        dtype = np.dtype(d_grad_in.dtype)
+        launch(bias_act_backward_kernel(d_grad_bias is not None, dtype), grid, (RED_X, RED_Y), stream,
+               d_grad_out, d_saved, d_grad_in, d_grad_bias if d_grad_bias is not None else d_grad_in,
+               code, _typed(dtype, slope), bool(from_output), single, bool(accumulate_bias))
     stage.finish()
     return grad_in
 
@@ -193,6 +203,15 @@ def _reparam_backward_kernel(grad_z, logvar, eps, grad_mu, grad_logvar):
         grad_mu[row, col] = g
 
 
+@cuda.jit
+def _reparam_grad_logvar_kernel(grad_z, logvar, eps, grad_logvar):
+    cols = grad_z.shape[1]
+    for i in range(cuda.grid(1), grad_z.shape[0] * cols, cuda.gridsize(1)):
+        row = i // cols
+        col = i - row * cols
+        grad_logvar[row, col] = _reparam_grad_logvar(grad_z[row, col], logvar[row, col], eps[row, col])
+
+
 def reparam_forward(mu, logvar, eps, z, *, stream=0):
     """z = mu + exp(logvar / 2) * eps, elementwise (eps ~ N(0, 1) drawn by the caller)."""
     stream = cuda_stream(stream)
@@ -200,39 +219,52 @@ def reparam_forward(mu, logvar, eps, z, *, stream=0):
     args = [_rows(stage, "mu", mu), _rows(stage, "logvar", logvar), _rows(stage, "eps", eps),
             _rows(stage, "z", z, written=True)]
     _same_shape(mu=args[0], logvar=args[1], eps=args[2], z=args[3])
-    _reparam_forward_kernel[grid_1d(args[0].size), THREADS_1D, stream](*args)
+    launch(_reparam_forward_kernel, grid_1d(args[0].size), THREADS_1D, stream, *args)
     stage.finish()
     return z
 
 
 def reparam_backward(grad_z, logvar, eps, grad_mu, grad_logvar, *, stream=0):
-    """grad_mu = grad_z;  grad_logvar = grad_z * 0.5 * exp(logvar / 2) * eps."""
+    """grad_mu = grad_z;  grad_logvar = grad_z * 0.5 * exp(logvar / 2) * eps.
+
+    ``grad_mu=None`` writes only grad_logvar (the engine passes grad_z itself on as
+    mu's gradient, so the copy would be wasted memory traffic). Returns grad_logvar.
+    """
     stream = cuda_stream(stream)
     stage = HostStaging(stream)
     arrays = dict(grad_z=_rows(stage, "grad_z", grad_z), logvar=_rows(stage, "logvar", logvar),
-                  eps=_rows(stage, "eps", eps), grad_mu=_rows(stage, "grad_mu", grad_mu, written=True),
-                  grad_logvar=_rows(stage, "grad_logvar", grad_logvar, written=True))
+                  eps=_rows(stage, "eps", eps))
+    if grad_mu is not None:
+        arrays["grad_mu"] = _rows(stage, "grad_mu", grad_mu, written=True)
+    arrays["grad_logvar"] = _rows(stage, "grad_logvar", grad_logvar, written=True)
     _same_shape(**arrays)
-    _reparam_backward_kernel[grid_1d(arrays["grad_z"].size), THREADS_1D, stream](*arrays.values())
+    kernel = _reparam_backward_kernel if grad_mu is not None else _reparam_grad_logvar_kernel
+    launch(kernel, grid_1d(arrays["grad_z"].size), THREADS_1D, stream, *arrays.values())
     stage.finish()
-    return grad_mu
+    return grad_logvar
 
 
 # --------------------------------------------------------------------- Gaussian KL
 
 
-@cuda.jit
-def _kl_rows_kernel(mu, logvar, out):
-    # (RED_X, RED_Y) blocks: threadIdx.y picks a row, the 32 x-threads share its columns.
-    cache = cuda.shared.array((RED_Y, RED_X), numba.float64)
-    row = cuda.blockIdx.x * RED_Y + cuda.threadIdx.y
-    partial = 0.0
-    if row < mu.shape[0]:
-        for col in range(cuda.threadIdx.x, mu.shape[1], RED_X):
-            partial += _gaussian_kl(mu[row, col], logvar[row, col])
-    total = block_sum_over_x(cache, partial)
-    if cuda.threadIdx.x == 0 and row < mu.shape[0]:
-        out[row] = total
+@functools.lru_cache(maxsize=None)
+def kl_rows_kernel(dtype: np.dtype):
+    element, zero = numba.from_dtype(dtype), dtype.type(0)
+
+    @cuda.jit
+    def kl_rows(mu, logvar, out):
+        # (RED_X, RED_Y) blocks: threadIdx.y picks a row, the 32 x-threads share its columns.
+        cache = cuda.shared.array((RED_Y, RED_X), element)
+        row = cuda.blockIdx.x * RED_Y + cuda.threadIdx.y
+        partial = zero
+        if row < mu.shape[0]:
+            for col in range(cuda.threadIdx.x, mu.shape[1], RED_X):
+                partial += _gaussian_kl(mu[row, col], logvar[row, col])
+        total = block_sum_over_x(cache, partial)
+        if cuda.threadIdx.x == 0 and row < mu.shape[0]:
+            out[row] = total
+
+    return kl_rows
 
 
 @cuda.jit
@@ -254,7 +286,7 @@ def kl_forward(mu, logvar, out, *, stream=0):
     _same_shape(mu=d_mu, logvar=d_logvar)
     d_out = _vector(stage, "out", out, d_mu.shape[0], written=True)
     blocks = max(1, -(-d_mu.shape[0] // RED_Y))
-    _kl_rows_kernel[blocks, (RED_X, RED_Y), stream](d_mu, d_logvar, d_out)
+    launch(kl_rows_kernel(np.dtype(d_out.dtype)), blocks, (RED_X, RED_Y), stream, d_mu, d_logvar, d_out)
     stage.finish()
     return out
 
@@ -271,9 +303,8 @@ def kl_backward(mu, logvar, grad_rows, grad_mu, grad_logvar, *, scale: float = 1
     d_grad_logvar = _rows(stage, "grad_logvar", grad_logvar, written=True)
     _same_shape(mu=d_mu, logvar=d_logvar, grad_mu=d_grad_mu, grad_logvar=d_grad_logvar)
     d_grad_rows = _vector(stage, "grad_rows", grad_rows, d_mu.shape[0])
-    _kl_backward_kernel[grid_1d(d_mu.size), THREADS_1D, stream](
-        d_mu, d_logvar, d_grad_rows, float(scale), d_grad_mu, d_grad_logvar
-    )
+    launch(_kl_backward_kernel, grid_1d(d_mu.size), THREADS_1D, stream,
+           d_mu, d_logvar, d_grad_rows, _typed(d_grad_mu.dtype, scale), d_grad_mu, d_grad_logvar)
     stage.finish()
     return grad_mu
 
@@ -290,32 +321,68 @@ def _bce_kernel(logits, target, out):
         out[row, col] = _bce(logits[row, col], target[row, col])
 
 
-@cuda.jit
-def _bce_sum_kernel(logits, target, out, single_block, accumulate):
-    cache = cuda.shared.array(THREADS_1D, numba.float64)
-    cols = logits.shape[1]
-    partial = 0.0
-    for i in range(cuda.grid(1), logits.shape[0] * cols, cuda.gridsize(1)):
-        row = i // cols
-        col = i - row * cols
-        partial += _bce(logits[row, col], target[row, col])
-    total = block_sum_1d(cache, partial)
-    if cuda.threadIdx.x == 0:
-        store_total(out, 0, total, single_block, accumulate)
+@functools.lru_cache(maxsize=None)
+def bce_sum_kernel(dtype: np.dtype):
+    element, zero = numba.from_dtype(dtype), dtype.type(0)
+
+    @cuda.jit
+    def bce_sum(logits, target, out, single_block, accumulate):
+        cache = cuda.shared.array(THREADS_1D, element)
+        cols = logits.shape[1]
+        partial = zero
+        for i in range(cuda.grid(1), logits.shape[0] * cols, cuda.gridsize(1)):
+            row = i // cols
+            col = i - row * cols
+            partial += _bce(logits[row, col], target[row, col])
+        total = block_sum_1d(cache, partial)
+        if cuda.threadIdx.x == 0:
+            store_total(out, 0, total, single_block, accumulate)
+
+    return bce_sum
 
 
 @functools.lru_cache(maxsize=None)
-def _bce_backward_kernel(has_grad_out: bool):
+def bce_row_sums_kernel(dtype: np.dtype):
+    element, zero = numba.from_dtype(dtype), dtype.type(0)
+
     @cuda.jit
-    def kernel(logits, target, grad_out, scale, grad_in):
+    def bce_row_sums(logits, target, out):
+        # Like kl_rows: one row per threadIdx.y, its columns shared by 32 x-threads
+        # (coalesced reads); no atomics, no zeroing, the values are never stored.
+        cache = cuda.shared.array((RED_Y, RED_X), element)
+        row = cuda.blockIdx.x * RED_Y + cuda.threadIdx.y
+        partial = zero
+        if row < logits.shape[0]:
+            for col in range(cuda.threadIdx.x, logits.shape[1], RED_X):
+                partial += _bce(logits[row, col], target[row, col])
+        total = block_sum_over_x(cache, partial)
+        if cuda.threadIdx.x == 0 and row < logits.shape[0]:
+            out[row] = total
+
+    return bce_row_sums
+
+
+#: how bce_logits_backward gets its upstream gradient g
+_GRAD_SCALE, _GRAD_FULL, _GRAD_ROWS = 0, 1, 2
+
+
+@functools.lru_cache(maxsize=None)
+def bce_backward_kernel(mode: int):
+    @cuda.jit
+    def bce_grad_rows(logits, target, grad, scale, grad_in):
         cols = logits.shape[1]
         for i in range(cuda.grid(1), logits.shape[0] * cols, cuda.gridsize(1)):
             row = i // cols
             col = i - row * cols
-            g = scale * grad_out[row, col] if has_grad_out else scale
+            if mode == _GRAD_FULL:
+                g = scale * grad[row, col]
+            elif mode == _GRAD_ROWS:
+                g = scale * grad[row]
+            else:
+                g = scale
             grad_in[row, col] = _bce_grad(g, logits[row, col], target[row, col])
 
-    return kernel
+    return bce_grad_rows
 
 
 def bce_logits_forward(logits, target, out, *, stream=0):
@@ -325,7 +392,7 @@ def bce_logits_forward(logits, target, out, *, stream=0):
     d_logits, d_target = _rows(stage, "logits", logits), _rows(stage, "target", target)
     d_out = _rows(stage, "out", out, written=True)
     _same_shape(logits=d_logits, target=d_target, out=d_out)
-    _bce_kernel[grid_1d(d_logits.size), THREADS_1D, stream](d_logits, d_target, d_out)
+    launch(_bce_kernel, grid_1d(d_logits.size), THREADS_1D, stream, d_logits, d_target, d_out)
     stage.finish()
     return out
 
@@ -341,27 +408,47 @@ def bce_logits_sum(logits, target, out, *, accumulate: bool = False, stream=0):
     blocks = grid_1d(d_logits.size)
     single = blocks == 1
     prepare_atomic_output(d_out, single, accumulate, stream)
-    _bce_sum_kernel[blocks, THREADS_1D, stream](d_logits, d_target, d_out, single, bool(accumulate))
+    launch(bce_sum_kernel(np.dtype(d_out.dtype)), blocks, THREADS_1D, stream,
+           d_logits, d_target, d_out, single, bool(accumulate))
     stage.finish()
     return out
 
 
-def bce_logits_backward(logits, target, grad_in, *, scale: float = 1.0, grad_out=None, stream=0):
-    """grad_in = scale * grad_out * (sigmoid(l) - x); ``grad_out=None`` means all ones
-    (the gradient of ``bce_logits_sum``; pass scale=1/M for a batch mean)."""
+def bce_logits_row_sums(logits, target, out, *, stream=0):
+    """out[i] = sum over the columns of row i of the BCE above (out has shape (rows,)),
+    fused: the per-element losses are never stored."""
+    stream = cuda_stream(stream)
+    stage = HostStaging(stream)
+    d_logits, d_target = _rows(stage, "logits", logits), _rows(stage, "target", target)
+    _same_shape(logits=d_logits, target=d_target)
+    d_out = _vector(stage, "out", out, d_logits.shape[0], written=True)
+    blocks = max(1, -(-d_logits.shape[0] // RED_Y))
+    launch(bce_row_sums_kernel(np.dtype(d_out.dtype)), blocks, (RED_X, RED_Y), stream, d_logits, d_target, d_out)
+    stage.finish()
+    return out
+
+
+def bce_logits_backward(logits, target, grad_in, *, scale: float = 1.0, grad_out=None, grad_rows=None,
+                        stream=0):
+    """grad_in = scale * g * (sigmoid(l) - x), where g is ``grad_out`` (same shape as the
+    logits), or ``grad_rows[i]`` for every element of row i (the gradient of row sums),
+    or 1 when neither is given (the gradient of ``bce_logits_sum``; pass scale=1/M for
+    a batch mean). ``grad_out`` may be a strided or broadcast view."""
+    if grad_out is not None and grad_rows is not None:
+        raise ValueError("bce_logits_backward: pass grad_out or grad_rows, not both")
     stream = cuda_stream(stream)
     stage = HostStaging(stream)
     d_logits, d_target = _rows(stage, "logits", logits), _rows(stage, "target", target)
     d_grad_in = _rows(stage, "grad_in", grad_in, written=True)
     _same_shape(logits=d_logits, target=d_target, grad_in=d_grad_in)
-    d_grad_out = None
+    mode, d_grad = _GRAD_SCALE, d_logits
     if grad_out is not None:
-        d_grad_out = _rows(stage, "grad_out", grad_out)
-        _same_shape(logits=d_logits, grad_out=d_grad_out)
-    kernel = _bce_backward_kernel(d_grad_out is not None)
-    kernel[grid_1d(d_logits.size), THREADS_1D, stream](
-        d_logits, d_target, d_grad_out if d_grad_out is not None else d_logits, float(scale), d_grad_in
-    )
+        mode, d_grad = _GRAD_FULL, _rows(stage, "grad_out", grad_out)
+        _same_shape(logits=d_logits, grad_out=d_grad)
+    elif grad_rows is not None:
+        mode, d_grad = _GRAD_ROWS, _vector(stage, "grad_rows", grad_rows, d_logits.shape[0])
+    launch(bce_backward_kernel(mode), grid_1d(d_logits.size), THREADS_1D, stream,
+           d_logits, d_target, d_grad, _typed(d_grad_in.dtype, scale), d_grad_in)
     stage.finish()
     return grad_in
 
@@ -379,13 +466,28 @@ def _adam_kernel(param, grad, m, v, lr, beta1, beta2, eps, bias_corr1, bias_corr
         v[i] = v_new
 
 
+@cuda.jit
+def _adam_rows_kernel(param, grad, m, v, lr, beta1, beta2, eps, bias_corr1, bias_corr2, weight_decay, decoupled):
+    # The same update for a 2-D parameter (a weight matrix), so that it needs no 1-D view.
+    cols = param.shape[1]
+    for i in range(cuda.grid(1), param.shape[0] * cols, cuda.gridsize(1)):
+        row = i // cols
+        col = i - row * cols
+        p, m_new, v_new = _adam(param[row, col], grad[row, col], m[row, col], v[row, col], lr, beta1, beta2,
+                                eps, bias_corr1, bias_corr2, weight_decay, decoupled)
+        param[row, col] = p
+        m[row, col] = m_new
+        v[row, col] = v_new
+
+
 def adam_update(param, grad, m, v, lr: float, beta1: float, beta2: float, eps: float, step: int,
                 weight_decay: float = 0.0, *, decoupled: bool = True, stream=0):
     """One Adam step in place on param, m, v (all one shape, C-contiguous).
 
     ``step`` is the 1-based step count t used in the bias corrections 1 - beta^t.
     ``decoupled=True`` is AdamW (p -= lr * wd * p); ``False`` adds wd * p to the
-    gradient (classic L2). See ``formulas.adam``.
+    gradient (classic L2). See ``formulas.adam``. The scalars are converted to the
+    parameter's dtype on the host (float32 math in a float32 kernel).
     """
     if step < 1:
         raise ValueError("step counts from 1")
@@ -395,10 +497,13 @@ def adam_update(param, grad, m, v, lr: float, beta1: float, beta2: float, eps: f
     for name, a in arrays.items():
         require_c_contiguous(name, a)
     _same_shape(**arrays)
-    d_param, d_grad, d_m, d_v = (flat(a) for a in arrays.values())
-    _adam_kernel[grid_1d(d_param.shape[0]), THREADS_1D, stream](
-        d_param, d_grad, d_m, d_v, float(lr), float(beta1), float(beta2), float(eps),
-        1.0 - beta1**step, 1.0 - beta2**step, float(weight_decay), bool(decoupled),
-    )
+    if arrays["param"].ndim == 2:  # a weight matrix: no reshaped views to make (host time)
+        kernel, (d_param, d_grad, d_m, d_v) = _adam_rows_kernel, arrays.values()
+    else:
+        kernel, (d_param, d_grad, d_m, d_v) = _adam_kernel, (flat(a) for a in arrays.values())
+    t = np.dtype(d_param.dtype).type
+    launch(kernel, grid_1d(d_param.size), THREADS_1D, stream,
+           d_param, d_grad, d_m, d_v, t(lr), t(beta1), t(beta2), t(eps),
+           t(1.0 - beta1**step), t(1.0 - beta2**step), t(weight_decay), bool(decoupled))
     stage.finish()
     return param

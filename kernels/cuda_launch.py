@@ -1,19 +1,23 @@
 """Launch machinery shared by the CUDA kernels: arrays, streams, launch shapes.
 
 Host overhead matters: a small VAE layer runs for microseconds, so a launch that
-spends 50 us in Python is most of the step. Three things keep it small:
+spends 50 us in Python is most of the step. What keeps it small:
 
 1. **No implicit synchronisation.** Numba synchronises on every foreign
-   (``__cuda_array_interface__``) array it is given, unless the process sets, before
-   numba / CuPy are imported::
-
-       NUMBA_CUDA_ARRAY_INTERFACE_SYNC=0
-       CUPY_CUDA_ARRAY_INTERFACE_SYNC=0
-
-   Everything is launched on one stream (below), so the sync is never needed.
-2. **Cached device-array views.** ``as_device_array(cupy_array)`` builds the Numba
-   view of a CuPy array once and reuses it while that array lives.
-3. **Cached launch configurations** (``lru_cache`` on the shape arithmetic) and
+   (``__cuda_array_interface__``) array it is given unless
+   ``NUMBA_CUDA_ARRAY_INTERFACE_SYNC=0``, and CuPy does the same for numba's arrays
+   unless ``CUPY_CUDA_ARRAY_INTERFACE_SYNC=0``. Both libraries read these when they
+   load, which is why ``kernels/__init__.py`` sets them (``cuda_settings``) before
+   anything imports numba's CUDA target. Everything is launched on one stream, so the
+   sync is never needed.
+2. **CuPy arrays passed as they are.** numba-cuda >= 0.24 reads a CuPy array's
+   interface itself at launch (cheaply, without building a device-array object);
+   with an older numba, ``as_device_array`` makes a numba view once per CuPy array
+   and caches it while that array lives.
+3. **One entry point per launch** (``launch`` below): counting launches per training
+   step (tests/test_gpu_backend.py) and timing the Python side without a
+   GPU both hook in here.
+4. **Cached launch configurations** (``lru_cache`` on the shape arithmetic) and
    cached compiled kernels (numba's own dispatch cache, plus the variant caches in
    each kernel module).
 
@@ -27,8 +31,11 @@ current stream, pass either the CuPy stream object, its raw pointer, or::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import weakref
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 import numpy as np
 from numba import cuda
@@ -44,11 +51,86 @@ _views: dict[int, object] = {}
 _external_streams: dict[int, object] = {}
 
 
+@functools.lru_cache(maxsize=None)
 def is_simulator() -> bool:
-    """True when numba runs CUDA kernels on its Python simulator (NUMBA_ENABLE_CUDASIM=1)."""
+    """True when numba runs CUDA kernels on its Python simulator (NUMBA_ENABLE_CUDASIM=1).
+
+    Decided once, when numba's CUDA target loads; so is this answer (cached)."""
     from numba import config
 
     return bool(config.ENABLE_CUDASIM)
+
+
+def _numba_cuda_version() -> tuple[int, ...]:
+    """numba-cuda's version, or () for the CUDA target built into numba itself."""
+    from importlib import metadata
+
+    try:
+        return tuple(int(part) for part in metadata.version("numba-cuda").split(".")[:2])
+    except (metadata.PackageNotFoundError, ValueError):
+        return ()
+
+
+#: numba-cuda >= 0.24 takes a CuPy array straight at launch; older numba gets a cached view.
+PASS_CUPY_DIRECTLY = _numba_cuda_version() >= (0, 24)
+
+
+# ----------------------------------------------------------------------- launching
+
+
+@dataclass
+class Launch:
+    """One recorded launch: the compiled kernel, its grid and block."""
+
+    dispatcher: Any
+    grid: Any
+    block: Any
+
+    @property
+    def kernel(self) -> str:
+        """The kernel's Python name (looked up only when asked: recording stays cheap)."""
+        return kernel_name(self.dispatcher)
+
+
+_recorder: list[Launch] | None = None  # set by `recording()` only
+_recorder_runs = True
+
+
+def launch(kernel, grid, block, stream, *args) -> None:
+    """``kernel[grid, block, stream](*args)``: every kernel of this package starts here."""
+    if _recorder is not None:
+        _recorder.append(Launch(kernel, grid, block))
+        if not _recorder_runs:
+            return
+    kernel[grid, block, stream](*args)
+
+
+@contextlib.contextmanager
+def recording(run: bool = True) -> Iterator[list[Launch]]:
+    """Record every launch made inside the block (a list of :class:`Launch`).
+
+    ``run=False`` is a dry run: nothing is launched and no host array is moved, so the
+    Python side of a provider call can be timed on a machine without a GPU and without
+    the simulator's cost (the outputs then hold garbage, of course). Not thread-safe;
+    not re-entrant.
+    """
+    global _recorder, _recorder_runs
+    if _recorder is not None:
+        raise RuntimeError("kernels.cuda_launch.recording() is already active")
+    _recorder, _recorder_runs = [], run
+    try:
+        yield _recorder
+    finally:
+        _recorder, _recorder_runs = None, True
+
+
+def kernel_name(kernel) -> str:
+    """The Python name of a compiled kernel (real dispatcher: py_func; simulator: fn)."""
+    function = getattr(kernel, "py_func", None) or getattr(kernel, "fn", None)
+    return getattr(function, "__name__", repr(kernel))
+
+
+# --------------------------------------------------------------------- arguments
 
 
 def as_device_array(a):
@@ -66,7 +148,7 @@ def as_device_array(a):
     """
     if isinstance(a, np.ndarray) or _is_numba_array(a):
         return a
-    if not hasattr(a, "__cuda_array_interface__"):
+    if PASS_CUPY_DIRECTLY or not hasattr(a, "__cuda_array_interface__"):
         return a
     key = id(a)
     view = _views.get(key)
@@ -99,9 +181,11 @@ class HostStaging:
     Numba would copy each NumPy argument in and out by itself, but separately per
     argument: an array passed twice (in place, ``out is x``) would come back with
     whichever copy is written last. Staging copies each host array once (per object),
-    and copies back only the ones the kernel writes. Device arrays (CuPy, numba)
-    pass straight through ``as_device_array``, so on the GPU fast path this costs a
-    dictionary and nothing else.
+    and copies back only the ones the kernel writes. (The simulator copies NumPy
+    arguments the same way numba does, so it needs this too.) A strided host array is
+    made contiguous for reading; a written one must be contiguous. Device arrays (CuPy,
+    numba) pass straight through ``as_device_array``, so on the GPU fast path this costs
+    a function call.
     """
 
     def __init__(self, stream=0):
@@ -112,10 +196,13 @@ class HostStaging:
     def __call__(self, a, written: bool = False):
         if not isinstance(a, np.ndarray):
             return as_device_array(a)
-        require_c_contiguous("a host array argument", a)
+        if _recorder is not None and not _recorder_runs:  # a dry run: nothing to move
+            return a
+        if written:
+            require_c_contiguous("a host array that a kernel writes", a)
         device = self._device.get(id(a))
         if device is None:
-            device = cuda.to_device(a, stream=self.stream)
+            device = cuda.to_device(np.ascontiguousarray(a), stream=self.stream)
             self._device[id(a)] = device
         if written:
             self._written.append((a, device))
@@ -178,7 +265,7 @@ def launch_overhead_probe(repeats: int = 1000) -> float:
     import time
 
     dummy = cuda.device_array(1, dtype=np.float32) if not is_simulator() else np.zeros(1, np.float32)
-    _noop[1, 1](dummy)  # compile outside the timed loop
+    _noop[1, 1](dummy)  # compile outside the timed loop (and not through `launch`: not counted)
     cuda.synchronize()
     start = time.perf_counter()
     for _ in range(repeats):

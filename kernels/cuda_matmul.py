@@ -37,7 +37,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from .cuda_launch import HostStaging, cuda_stream
+from .cuda_launch import HostStaging, cuda_stream, launch
 
 BLOCK_M = 64  # output rows per thread block
 BLOCK_N = 64  # output columns per thread block
@@ -181,8 +181,7 @@ def matmul(a, b, out, *, trans_a: bool = False, trans_b: bool = False, bias=None
     if m and n:
         kernel = _gemm_kernel(bool(trans_a), bool(trans_b), d_bias is not None, bool(accumulate), dtype)
         # Without a bias the kernel never reads that argument; pass `out` as a stand-in.
-        kernel[_grid(m, n), (THREADS_X, THREADS_Y), stream](
-            d_a, d_b, d_bias if d_bias is not None else d_out, d_out
-        )
+        launch(kernel, _grid(m, n), (THREADS_X, THREADS_Y), stream,
+               d_a, d_b, d_bias if d_bias is not None else d_out, d_out)
     stage.finish()
     return out

@@ -10,9 +10,12 @@ Both are two-level reductions:
    the whole reduction fits in one block, otherwise ``cuda.atomic.add`` into an
    output that was zeroed first.
 
-Partial sums are kept in float64 whatever the input dtype, so a float32 loss summed
-over 10^6 elements does not lose digits. With more than one block the atomics make
-the order of the final additions run-dependent (differences at rounding level).
+Partial sums are kept in the input's dtype (float32 math for float32 arrays, like
+cuBLAS and CuPy's own sums): each thread adds only a short stretch serially and the
+rest is a tree, so the rounding error grows like log(n), not n. Kernels with a shared
+array or a typed zero are therefore made per dtype (``functools.lru_cache`` factories).
+With more than one block the atomics make the order of the final additions
+run-dependent (differences at rounding level).
 
 The block-level helpers (``block_sum_1d``, ``block_sum_over_y``, ``block_sum_over_x``)
 are device functions that the fused kernels in ``cuda_elementwise`` reuse.
@@ -23,9 +26,10 @@ from __future__ import annotations
 import functools
 
 import numba
+import numpy as np
 from numba import cuda
 
-from .cuda_launch import THREADS_1D, HostStaging, cuda_stream, flat, grid_1d, require_c_contiguous
+from .cuda_launch import THREADS_1D, HostStaging, cuda_stream, flat, grid_1d, launch, require_c_contiguous
 
 #: 2-D blocks for column / row reductions: 32 columns (one warp, coalesced) x 8 rows
 RED_X = 32
@@ -39,7 +43,7 @@ ROWS_PER_BLOCK = 128
 @cuda.jit(device=True)
 def block_sum_1d(cache, value):
     """Sum ``value`` over the THREADS_1D threads of a 1-D block; the total is
-    returned to thread 0 (other threads get a partial). ``cache`` is a shared float64
+    returned to thread 0 (other threads get a partial). ``cache`` is a shared array
     array of THREADS_1D elements. Every thread of the block must call this."""
     tid = cuda.threadIdx.x
     cache[tid] = value
@@ -57,7 +61,7 @@ def block_sum_1d(cache, value):
 def block_sum_over_y(cache, value):
     """For a (RED_X, RED_Y) block: sum ``value`` over threadIdx.y, separately for
     each threadIdx.x (i.e. per column). Returns the column total (valid for every
-    thread after the last sync). ``cache`` is shared float64 of shape (RED_Y, RED_X)."""
+    thread after the last sync). ``cache`` is a shared array of shape (RED_Y, RED_X)."""
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     cache[ty, tx] = value
@@ -74,7 +78,7 @@ def block_sum_over_y(cache, value):
 @cuda.jit(device=True)
 def block_sum_over_x(cache, value):
     """For a (RED_X, RED_Y) block: sum ``value`` over threadIdx.x, separately for
-    each threadIdx.y (i.e. per row). ``cache`` is shared float64 (RED_Y, RED_X)."""
+    each threadIdx.y (i.e. per row). ``cache`` is a shared array (RED_Y, RED_X)."""
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     cache[ty, tx] = value
@@ -110,33 +114,45 @@ def _fill_kernel(out, value):
         out[i] = value
 
 
-@cuda.jit
-def _column_sum_kernel(x, out, single_block, accumulate):
-    cache = cuda.shared.array((RED_Y, RED_X), numba.float64)
-    col = cuda.blockIdx.x * RED_X + cuda.threadIdx.x
-    first = cuda.blockIdx.y * ROWS_PER_BLOCK
-    # (an if, not min(): the built-in CUDA target of numba 0.68 rejects min/max)
-    last = first + ROWS_PER_BLOCK
-    if last > x.shape[0]:
-        last = x.shape[0]
-    partial = 0.0
-    if col < x.shape[1]:
-        for row in range(first + cuda.threadIdx.y, last, RED_Y):
-            partial += x[row, col]
-    total = block_sum_over_y(cache, partial)
-    if cuda.threadIdx.y == 0 and col < x.shape[1]:
-        store_total(out, col, total, single_block, accumulate)
+@functools.lru_cache(maxsize=None)
+def column_sum_kernel(dtype: np.dtype):
+    element, zero = numba.from_dtype(dtype), dtype.type(0)
+
+    @cuda.jit
+    def column_sum_rows(x, out, single_block, accumulate):
+        cache = cuda.shared.array((RED_Y, RED_X), element)
+        col = cuda.blockIdx.x * RED_X + cuda.threadIdx.x
+        first = cuda.blockIdx.y * ROWS_PER_BLOCK
+        # (an if, not min(): the built-in CUDA target of numba 0.68 rejects min/max)
+        last = first + ROWS_PER_BLOCK
+        if last > x.shape[0]:
+            last = x.shape[0]
+        partial = zero
+        if col < x.shape[1]:
+            for row in range(first + cuda.threadIdx.y, last, RED_Y):
+                partial += x[row, col]
+        total = block_sum_over_y(cache, partial)
+        if cuda.threadIdx.y == 0 and col < x.shape[1]:
+            store_total(out, col, total, single_block, accumulate)
+
+    return column_sum_rows
 
 
-@cuda.jit
-def _total_sum_kernel(x, out, single_block, accumulate):
-    cache = cuda.shared.array(THREADS_1D, numba.float64)
-    partial = 0.0
-    for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
-        partial += x[i]
-    total = block_sum_1d(cache, partial)
-    if cuda.threadIdx.x == 0:
-        store_total(out, 0, total, single_block, accumulate)
+@functools.lru_cache(maxsize=None)
+def total_sum_kernel(dtype: np.dtype):
+    element, zero = numba.from_dtype(dtype), dtype.type(0)
+
+    @cuda.jit
+    def total_sum_flat(x, out, single_block, accumulate):
+        cache = cuda.shared.array(THREADS_1D, element)
+        partial = zero
+        for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+            partial += x[i]
+        total = block_sum_1d(cache, partial)
+        if cuda.threadIdx.x == 0:
+            store_total(out, 0, total, single_block, accumulate)
+
+    return total_sum_flat
 
 
 # ----------------------------------------------------------------------- host API
@@ -156,21 +172,25 @@ def fill(out, value: float, *, stream=0):
     require_c_contiguous("out", d_out)
     d_out = flat(d_out)
     if d_out.shape[0]:
-        _fill_kernel[grid_1d(d_out.shape[0]), THREADS_1D, stream](d_out, float(value))
+        launch(_fill_kernel, grid_1d(d_out.shape[0]), THREADS_1D, stream, d_out, d_out.dtype.type(value))
     stage.finish()
     return out
 
 
 def prepare_atomic_output(out, single_block: bool, accumulate: bool, stream) -> None:
-    """Atomics add into ``out`` (a device array): zero it first unless the caller accumulates."""
+    """Atomics add into ``out`` (a device array): zero it first unless the caller accumulates.
+
+    (A caller that can allocate its output zeroed, e.g. with ``cupy.zeros`` -- a memset,
+    not a kernel -- passes ``accumulate=True`` instead and saves this launch.)"""
     if not single_block and not accumulate:
-        _fill_kernel[grid_1d(out.shape[0]), THREADS_1D, stream](out, 0.0)
+        launch(_fill_kernel, grid_1d(out.shape[0]), THREADS_1D, stream, out, out.dtype.type(0))
 
 
 def column_sum(x, out, *, accumulate: bool = False, stream=0):
     """out[j] = sum_i x[i, j]  (or out[j] += ... with accumulate=True).
 
-    x: (M, N), out: (N,); the bias gradient of a dense layer is column_sum(grad).
+    x: (M, N) of any strides, out: (N,); the bias gradient of a dense layer is
+    column_sum(grad).
     """
     stream = cuda_stream(stream)
     stage = HostStaging(stream)
@@ -182,7 +202,8 @@ def column_sum(x, out, *, accumulate: bool = False, stream=0):
         grid = column_grid(rows, cols)
         single = grid[1] == 1
         prepare_atomic_output(d_out, single, accumulate, stream)
-        _column_sum_kernel[grid, (RED_X, RED_Y), stream](d_x, d_out, single, bool(accumulate))
+        launch(column_sum_kernel(np.dtype(d_out.dtype)), grid, (RED_X, RED_Y), stream,
+               d_x, d_out, single, bool(accumulate))
     stage.finish()
     return out
 
@@ -199,6 +220,6 @@ def total_sum(x, out, *, accumulate: bool = False, stream=0):
     blocks = grid_1d(d_x.shape[0])
     single = blocks == 1
     prepare_atomic_output(d_out, single, accumulate, stream)
-    _total_sum_kernel[blocks, THREADS_1D, stream](d_x, d_out, single, bool(accumulate))
+    launch(total_sum_kernel(np.dtype(d_out.dtype)), blocks, THREADS_1D, stream, d_x, d_out, single, bool(accumulate))
     stage.finish()
     return out

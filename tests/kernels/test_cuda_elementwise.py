@@ -49,7 +49,6 @@ def test_gpu_and_cpu_formulas_are_compiled_from_the_same_functions():
     # and the kernels really call those compiled objects
     assert cuda_elementwise._activation is formulas.GPU.activation
     assert cuda_elementwise._adam is formulas.GPU.adam
-    assert cpu._activation is formulas.CPU.activation
     assert cpu._adam is formulas.CPU.adam
 
 
@@ -142,7 +141,25 @@ def test_shape_mismatch_is_rejected():
     with pytest.raises(ValueError):
         kc.reparam_forward(x, x, x, np.zeros((5, 3), np.float32))
     with pytest.raises(ValueError):
-        kc.bias_act_forward(np.zeros((5, 3), np.float32).T, None, x)
+        kc.bias_act_forward(x, None, np.zeros((5, 3), np.float32).T)  # a kernel cannot write a strided host array
+
+
+def test_strided_and_broadcast_inputs_are_read_in_place():
+    """The 2-D kernels index a[row, col], so transposed and stride-0 views need no copy."""
+    rng = np.random.default_rng(11)
+    x_t = _rand(rng, (5, 3)).T  # (3, 5), column-major
+    out = np.empty((3, 5), np.float32)
+    kc.bias_act_forward(x_t, None, out, "softplus")
+    _check(out, activation("softplus", x_t.astype(np.float64)))
+    logits, target = _rand(rng, (3, 5)), rng.uniform(size=(3, 5)).astype(np.float32)
+    rows = _rand(rng, 3)
+    broadcast = np.broadcast_to(rows[:, None], (3, 5))  # the gradient of a sum over the last axis
+    grad_full, grad_rows = np.empty_like(logits), np.empty_like(logits)
+    kc.bce_logits_backward(logits, target, grad_full, grad_out=broadcast)
+    kc.bce_logits_backward(logits, target, grad_rows, grad_rows=rows)
+    expected = rows[:, None].astype(np.float64) * (activation("sigmoid", logits.astype(np.float64)) - target)
+    _check(grad_full, expected)
+    _check(grad_rows, expected)
 
 
 # ---------------------------------------------------------- reparam, KL, BCE
@@ -159,6 +176,9 @@ def test_reparam_forward_and_backward(shape):
     kc.reparam_backward(g, logvar, eps, grad_mu, grad_logvar)
     _check(grad_mu, g)
     _check(grad_logvar, g * 0.5 * np.exp(0.5 * logvar.astype(np.float64)) * eps)
+    only_logvar = np.full_like(mu, np.nan)
+    assert kc.reparam_backward(g, logvar, eps, None, only_logvar) is only_logvar  # no grad_mu copy
+    np.testing.assert_array_equal(only_logvar, grad_logvar)
 
 
 @pytest.mark.parametrize("shape", SHAPES + [(9, 70)])
@@ -197,6 +217,19 @@ def test_bce_forward_sum_backward(shape):
     grad = np.empty_like(logits)
     kc.bce_logits_backward(logits, target, grad, scale=0.5)
     _check(grad, 0.5 * (activation("sigmoid", logits.astype(np.float64)) - target))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (9, 70), (1, 33)])
+def test_bce_row_sums(shape, dtype):
+    """One row per 32-thread warp: 70 columns span three strides, 9 rows two blocks."""
+    rng = np.random.default_rng(12)
+    logits = _rand(rng, shape, dtype, 4.0)
+    target = rng.uniform(size=shape).astype(dtype)
+    out = np.full(shape[0], np.nan, dtype)
+    kc.bce_logits_row_sums(logits, target, out)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, bce_with_logits(logits.astype(np.float64), target).sum(axis=1), rtol=rtol)
 
 
 def test_bce_backward_with_elementwise_grad_and_accumulated_sum():
