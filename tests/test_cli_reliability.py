@@ -306,6 +306,8 @@ def test_huge_settings_are_refused_with_a_memory_estimate(run, tmp_path, capsys)
     before = snapshot(run)
     assert main(["eval", str(run), "--k", "1e12"]) == 2
     one_line_error(capsys.readouterr().err, "--k 1000000000000", "GB of memory")
+    assert main(["sample", str(run), "--n", "1e12"]) == 2
+    one_line_error(capsys.readouterr().err, "--n 1000000000000", "GB of memory")
     assert main(["estimators", "--dim", "1000000"]) == 2
     one_line_error(capsys.readouterr().err, "--dim 1000000", "normal draws")
     assert snapshot(run) == before and not (tmp_path / "x").exists()

@@ -343,6 +343,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from minivae.random import Generator
     from minivae.training.figures import plot_samples
+    from minivae.training.memory import MemoryEstimateError, check_fits
     from minivae.training.trainer import load_data
 
     loaded = _load("sample", args)
@@ -364,6 +365,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if out is None:
         return 2
     train, _ = load_data(config)
+    try:  # the n decoded samples, their latent codes and the picture of them, a few copies each
+        check_fits(16 * args.n * (train.dim + getattr(model, "latent", 0) + 4), f"--n {args.n}")
+    except MemoryEstimateError as err:
+        return _error("sample", err)
     if hasattr(model, "fit_prior"):  # the VQ-VAE's prior over codes: code frequencies on the training set
         model.fit_prior(train.x)
     plot_samples(model, Generator(args.seed), train.image_shape, out, n=args.n, data=train, y=label)
