@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover
 RUN_FILES = (
     "config.json", "metrics.json", "metrics.csv", "checkpoint.npz", "eval.json", "binarized_train.npz",
     "reconstructions.png", "samples.png", "latent_manifold.png", "latent_scatter.png", "loss_curves.png",
-    "class_samples.png", "samples-*.png", "*_samples.png", "codebook*.png", "codebook*.json", "codebook.json",
+    "class_samples.png", "samples-*.png", "*_samples.png", "codebook*.png", "codebook.json",
 )
 
 
