@@ -303,6 +303,8 @@ def test_an_exploding_loss_stops_every_model_and_says_what_was_kept(tmp_path, ca
 def test_huge_settings_are_refused_with_a_memory_estimate(run, tmp_path, capsys):
     assert main(["train", "vae", "--latent", "1e9", "--epochs", "1", "--out", str(tmp_path / "x"), *TINY]) == 2
     one_line_error(capsys.readouterr().err, "--latent 1000000000", "GB of memory")
+    assert main(["train", "iwae", "--k", "1e9", "--epochs", "1", "--out", str(tmp_path / "x"), *TINY]) == 2
+    one_line_error(capsys.readouterr().err, "--k 1000000000", "GB of memory")
     before = snapshot(run)
     assert main(["eval", str(run), "--k", "1e12"]) == 2
     one_line_error(capsys.readouterr().err, "--k 1000000000000", "GB of memory")
