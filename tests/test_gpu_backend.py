@@ -408,3 +408,12 @@ def test_gpu_benchmark_plumbing_on_the_simulator(tmp_path):
     assert step["batch"] == 5 and step["custom_vs_vendor_first_loss_rel_diff"] < 1e-5
     assert {"minivae_custom_ms", "minivae_vendor_ms", "custom_over_vendor_time"} <= step.keys()
     assert {"empty_numba_kernel_us", "our_kernel_cached_views_us", "provider_activation_us"} <= result["launch"].keys()
+
+
+def test_gpu_benchmark_host_side_runs_without_a_gpu():
+    """--host-side: the Python cost per provider call and per step, launches recorded, not made."""
+    bench = _load_gpu_benchmark()
+    result = bench.bench_host_side(batch=4, repeats=2, rounds=1, quiet=True)
+    assert result["launches_per_step"] <= LAUNCH_BUDGET  # the 784-400-20 VAE has the budget model's layers
+    assert len(result["provider_call_us"]) == 12 and all(us > 0 for us in result["provider_call_us"].values())
+    assert result["step_host_ms"] > 0
