@@ -27,7 +27,9 @@ from minivae.tensor import Tensor, canonical_dtype
 # ----------------------------------------------------------------------------
 def as_tensor(x: Any, like: Tensor | None, op: str) -> Tensor:
     """``x`` as a Tensor: a raw value becomes a constant in the dtype (and on the device)
-    of ``like``. For modules that build their own ops."""
+    of ``like``. For modules that build their own ops.
+    Derivation: none (a helper that lifts operands, not an op).
+    """
     if isinstance(x, Tensor):
         return x
     # A raw float array of one or more dimensions keeps its precision, as mv.tensor(x)
@@ -52,7 +54,9 @@ def as_tensor(x: Any, like: Tensor | None, op: str) -> Tensor:
 
 
 def binary_operands(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
-    """Lift a binary op's operands to tensors of one dtype (an error names ``op``)."""
+    """Lift a binary op's operands to tensors of one dtype (an error names ``op``).
+    Derivation: none (a helper that lifts operands, not an op).
+    """
     like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
     a, b = as_tensor(a, like, op), as_tensor(b, like, op)
     if a.dtype != b.dtype:
@@ -84,13 +88,17 @@ def _need(t: Tensor) -> bool:
 # No derivation files for these: each VJP is a one-line rule of calculus, stated in the
 # docstring (matmul and linear link derivations/02_backprop_dense.md).
 def add(a: Any, b: Any) -> Tensor:
-    """y = a + b.   ∂y/∂a = 1, ∂y/∂b = 1, so ā = g, b̄ = g (summed over broadcast axes)."""
+    """y = a + b.   ∂y/∂a = 1, ∂y/∂b = 1, so ā = g, b̄ = g (summed over broadcast axes).
+    Derivation: none (a rule of calculus in one line).
+    """
     a, b = binary_operands("add", a, b)
     return Tensor.from_op(_broadcast("add", lambda x, y: x + y, a, b), (a, b), lambda g: (g, g), "add")
 
 
 def sub(a: Any, b: Any) -> Tensor:
-    """y = a - b.   ā = g, b̄ = -g."""
+    """y = a - b.   ā = g, b̄ = -g.
+    Derivation: none (a rule of calculus in one line).
+    """
     a, b = binary_operands("sub", a, b)
 
     def backward(g):
@@ -100,7 +108,9 @@ def sub(a: Any, b: Any) -> Tensor:
 
 
 def mul(a: Any, b: Any) -> Tensor:
-    """y = a · b.   ā = g · b, b̄ = g · a."""
+    """y = a · b.   ā = g · b, b̄ = g · a.
+    Derivation: none (a rule of calculus in one line).
+    """
     a, b = binary_operands("mul", a, b)
 
     def backward(g):
@@ -110,7 +120,9 @@ def mul(a: Any, b: Any) -> Tensor:
 
 
 def div(a: Any, b: Any) -> Tensor:
-    """y = a / b.   ā = g / b, b̄ = -g · a / b²."""
+    """y = a / b.   ā = g / b, b̄ = -g · a / b².
+    Derivation: none (a rule of calculus in one line).
+    """
     a, b = binary_operands("div", a, b)
 
     def backward(g):
@@ -122,7 +134,9 @@ def div(a: Any, b: Any) -> Tensor:
 
 
 def neg(a: Tensor) -> Tensor:
-    """y = -a.   ā = -g."""
+    """y = -a.   ā = -g.
+    Derivation: none (a rule of calculus in one line).
+    """
     return Tensor.from_op(-a.data, (a,), lambda g: (-g,), "neg")
 
 
@@ -133,7 +147,7 @@ def power(a: Any, exponent: Any) -> Tensor:
     At the points where these formulas read 0 · ∞ the gradient is 0, as in PyTorch:
     ā = 0 where b = 0 (y = a⁰ = 1 is constant, also at a = 0), and b̄ = 0 where a = 0 and
     b ≥ 0 (y = 0ᵇ does not change as b moves). A negative a with a non-integer b gives NaN,
-    as for NumPy's power. No derivation file: the rules of calculus for xᵇ and bˣ.
+    as for NumPy's power. Derivation: none (the rules of calculus for xᵇ and bˣ).
     """
     if isinstance(a, Tensor) and isinstance(exponent, (int, float, backend.numpy.number)):
         p = float(exponent) if isinstance(exponent, backend.numpy.number) else exponent
@@ -305,7 +319,9 @@ def _expand_back(g, x_shape, axes, keepdims, xp):
 
 def sum(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - public name
     """y = Σ x over ``axis`` (an int, a tuple, or None for all; a sum over an empty axis is 0).
-    x̄ = g broadcast back over the summed axes."""
+    x̄ = g broadcast back over the summed axes.
+    Derivation: none (the VJP only moves or sums entries of g).
+    """
     axes = _axes(axis, x.ndim, "sum")
     xp = _xp(x)
     return Tensor.from_op(
@@ -318,7 +334,9 @@ def sum(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 -
 
 def mean(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     """y = (1/n) Σ x over ``axis`` (n elements reduced; NaN over an empty axis, as 0/0 and
-    PyTorch give).   x̄ = g / n broadcast back."""
+    PyTorch give).   x̄ = g / n broadcast back.
+    Derivation: none (the VJP only moves or sums entries of g).
+    """
     axes = _axes(axis, x.ndim, "mean")
     n = _count(x.shape, axes)
     xp = _xp(x)
@@ -333,7 +351,9 @@ def mean(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
 
 
 def reshape(x: Tensor, *shape) -> Tensor:
-    """y = x viewed with a new shape.   x̄ = g reshaped back."""
+    """y = x viewed with a new shape.   x̄ = g reshaped back.
+    Derivation: none (the VJP only moves or sums entries of g).
+    """
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     try:
@@ -344,7 +364,9 @@ def reshape(x: Tensor, *shape) -> Tensor:
 
 
 def transpose(x: Tensor, *axes) -> Tensor:
-    """y = x with axes permuted (reversed by default).   x̄ = g with the inverse permutation."""
+    """y = x with axes permuted (reversed by default).   x̄ = g with the inverse permutation.
+    Derivation: none (the VJP only moves or sums entries of g).
+    """
     if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
         axes = tuple(axes[0])
     perm = tuple(axes) if axes else tuple(reversed(range(x.ndim)))
@@ -361,6 +383,7 @@ def getitem(x: Tensor, key: Any) -> Tensor:
 
     x̄ = zeros like x with g added at the selected positions (``add.at`` so an
     index that repeats collects every contribution).
+    Derivation: none (the VJP only moves or sums entries of g).
     """
     if isinstance(key, Tensor):
         key = key.data
@@ -400,7 +423,9 @@ def _same_dtype(op: str, tensors: Sequence[Any]) -> list[Tensor]:
 
 
 def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
-    """y = [x₁, x₂, ...] joined along ``axis``.   x̄ᵢ = the slice of g that xᵢ occupies."""
+    """y = [x₁, x₂, ...] joined along ``axis``.   x̄ᵢ = the slice of g that xᵢ occupies.
+    Derivation: none (the VJP only moves or sums entries of g).
+    """
     tensors = _same_dtype("concat", tensors)
     if tensors[0].ndim == 0:
         raise ValueError("concat: 0-d tensors have no axis to join along; use stack to make a new axis")
@@ -428,7 +453,9 @@ def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
 
 
 def astype(x: Tensor, dtype: Any) -> Tensor:
-    """y = x converted to another float dtype.   x̄ = g converted back."""
+    """y = x converted to another float dtype.   x̄ = g converted back.
+    Derivation: none (the VJP only moves or sums entries of g).
+    """
     target = canonical_dtype(dtype, "astype")
     if target == x.dtype:
         return x
@@ -441,38 +468,50 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
 # ----------------------------------------------------------------------------
 # Textbook derivatives (no derivation files), except where a docstring links one.
 def exp(x: Tensor) -> Tensor:
-    """y = eˣ.   x̄ = g · eˣ = g · y."""
+    """y = eˣ.   x̄ = g · eˣ = g · y.
+    Derivation: none (a textbook derivative).
+    """
     y = _xp(x).exp(x.data)
     return Tensor.from_op(y, (x,), lambda g: (g * y,), "exp")
 
 
 def log(x: Tensor) -> Tensor:
-    """y = ln x.   x̄ = g / x."""
+    """y = ln x.   x̄ = g / x.
+    Derivation: none (a textbook derivative).
+    """
     with backend.quiet_errors(x.data):
         y = _xp(x).log(x.data)
     return Tensor.from_op(y, (x,), lambda g: (g / x.data,), "log")
 
 
 def sqrt(x: Tensor) -> Tensor:
-    """y = √x.   x̄ = g / (2√x) = g / (2y)."""
+    """y = √x.   x̄ = g / (2√x) = g / (2y).
+    Derivation: none (a textbook derivative).
+    """
     y = _xp(x).sqrt(x.data)
     return Tensor.from_op(y, (x,), lambda g: (g / (2 * y),), "sqrt")
 
 
 def sin(x: Tensor) -> Tensor:
-    """y = sin x.   x̄ = g · cos x."""
+    """y = sin x.   x̄ = g · cos x.
+    Derivation: none (a textbook derivative).
+    """
     xp = _xp(x)
     return Tensor.from_op(xp.sin(x.data), (x,), lambda g: (g * xp.cos(x.data),), "sin")
 
 
 def cos(x: Tensor) -> Tensor:
-    """y = cos x.   x̄ = -g · sin x."""
+    """y = cos x.   x̄ = -g · sin x.
+    Derivation: none (a textbook derivative).
+    """
     xp = _xp(x)
     return Tensor.from_op(xp.cos(x.data), (x,), lambda g: (-g * xp.sin(x.data),), "cos")
 
 
 def abs(x: Tensor) -> Tensor:  # noqa: A001 - public name
-    """y = |x|.   x̄ = g · sign(x) (the subgradient 0 is used at x = 0)."""
+    """y = |x|.   x̄ = g · sign(x) (the subgradient 0 is used at x = 0).
+    Derivation: none (a textbook derivative).
+    """
     xp = _xp(x)
     return Tensor.from_op(xp.abs(x.data), (x,), lambda g: (g * xp.sign(x.data),), "abs")
 
@@ -482,6 +521,7 @@ def clip(x: Tensor, low: float | None = None, high: float | None = None) -> Tens
 
     x̄ = g where low < x < high, else 0: also 0 at x equal to a bound, as in PyTorch
     (either one-sided derivative would do; this choice matches the frameworks students compare with).
+    Derivation: none (the derivative of a selection).
     """
     if low is None and high is None:
         raise ValueError("clip: both bounds are None, so there is nothing to clip; give low, high or both")
@@ -571,12 +611,16 @@ def logsumexp(x: Tensor, axis=-1, keepdims: bool = False) -> Tensor:
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """log softmax(x) = x - logsumexp(x) over ``axis`` (composed; its gradient follows from
-    the two ops). On a 0-d tensor it is 0 (one class has probability 1), as in PyTorch."""
+    the two ops). On a 0-d tensor it is 0 (one class has probability 1), as in PyTorch.
+    Derivation: none (composed from logsumexp, which links its derivation).
+    """
     return x - logsumexp(x, axis=axis, keepdims=True)
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """softmax(x) = exp(log_softmax(x)) (composed)."""
+    """softmax(x) = exp(log_softmax(x)) (composed).
+    Derivation: none (composed from log_softmax and exp).
+    """
     return exp(log_softmax(x, axis=axis))
 
 
@@ -611,13 +655,15 @@ def max(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 -
     x̄ = g · [x = y] / #{i : xᵢ = y}: when several elements tie for the maximum they share
     its gradient equally (PyTorch's ``amax`` does the same; its ``max(dim)`` gives it all
     to one index). A max over an empty axis is an error (there is no such value).
-    No derivation file: the derivative of a selection.
+    Derivation: none (the derivative of a selection).
     """
     return _extreme("max", x, axis, keepdims)
 
 
 def min(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - public name
-    """y = min x over ``axis``.   x̄ = g · [x = y] / #{i : xᵢ = y} (ties share equally, as in ``max``)."""
+    """y = min x over ``axis``.   x̄ = g · [x = y] / #{i : xᵢ = y} (ties share equally, as in ``max``).
+    Derivation: none (the derivative of a selection, as for max).
+    """
     return _extreme("min", x, axis, keepdims)
 
 
@@ -638,13 +684,15 @@ def maximum(a: Any, b: Any) -> Tensor:
     """y = max(a, b) elementwise (broadcasting).
 
     ā = g · ([a > b] + ½[a = b]),   b̄ = g · ([b > a] + ½[a = b]): a tie splits the gradient
-    in half (PyTorch's rule), so ā + b̄ = g always. No derivation file: a selection.
+    in half (PyTorch's rule), so ā + b̄ = g always. Derivation: none (a selection).
     """
     return _pick("maximum", a, b, lambda u, v: u > v)
 
 
 def minimum(a: Any, b: Any) -> Tensor:
-    """y = min(a, b) elementwise.   ā = g · ([a < b] + ½[a = b]),   b̄ = g · ([b < a] + ½[a = b])."""
+    """y = min(a, b) elementwise.   ā = g · ([a < b] + ½[a = b]),   b̄ = g · ([b < a] + ½[a = b]).
+    Derivation: none (the derivative of a selection, as for maximum).
+    """
     return _pick("minimum", a, b, lambda u, v: u < v)
 
 
@@ -653,7 +701,7 @@ def var(x: Tensor, axis=None, keepdims: bool = False, correction: int = 1) -> Te
     c = ``correction`` (1 by default: the unbiased estimate, as in PyTorch; 0 as in NumPy).
 
     x̄ = g · 2 (x - μ) / (n - c). (The path through μ adds nothing: Σ (x - μ) = 0.)
-    With n - c ≤ 0 the value is NaN or inf, as in PyTorch. No derivation file: one line of calculus.
+    With n - c ≤ 0 the value is NaN or inf, as in PyTorch. Derivation: none (one line of calculus).
     """
     axes = _axes(axis, x.ndim, "var")
     n = _count(x.shape, axes)
@@ -674,7 +722,9 @@ def var(x: Tensor, axis=None, keepdims: bool = False, correction: int = 1) -> Te
 
 def std(x: Tensor, axis=None, keepdims: bool = False, correction: int = 1) -> Tensor:
     """y = √var(x) (composed from ``var`` and ``sqrt``, so x̄ = g · (x - μ) / ((n - c) · y);
-    NaN where all the elements are equal, where y = 0 has no derivative)."""
+    NaN where all the elements are equal, where y = 0 has no derivative).
+    Derivation: none (composed from var and sqrt).
+    """
     return sqrt(var(x, axis=axis, keepdims=keepdims, correction=correction))
 
 
@@ -690,32 +740,44 @@ def _compare(op: str, a: Any, b: Any, fn):
 
 
 def eq(a: Any, b: Any):
-    """a == b elementwise, a boolean array (not differentiable)."""
+    """a == b elementwise, a boolean array (not differentiable).
+    Derivation: none (not differentiable: the result is a boolean mask).
+    """
     return _compare("eq", a, b, lambda u, v: u == v)
 
 
 def ne(a: Any, b: Any):
-    """a != b elementwise, a boolean array (not differentiable)."""
+    """a != b elementwise, a boolean array (not differentiable).
+    Derivation: none (not differentiable: the result is a boolean mask).
+    """
     return _compare("ne", a, b, lambda u, v: u != v)
 
 
 def lt(a: Any, b: Any):
-    """a < b elementwise, a boolean array (not differentiable)."""
+    """a < b elementwise, a boolean array (not differentiable).
+    Derivation: none (not differentiable: the result is a boolean mask).
+    """
     return _compare("lt", a, b, lambda u, v: u < v)
 
 
 def le(a: Any, b: Any):
-    """a <= b elementwise, a boolean array (not differentiable)."""
+    """a <= b elementwise, a boolean array (not differentiable).
+    Derivation: none (not differentiable: the result is a boolean mask).
+    """
     return _compare("le", a, b, lambda u, v: u <= v)
 
 
 def gt(a: Any, b: Any):
-    """a > b elementwise, a boolean array (not differentiable)."""
+    """a > b elementwise, a boolean array (not differentiable).
+    Derivation: none (not differentiable: the result is a boolean mask).
+    """
     return _compare("gt", a, b, lambda u, v: u > v)
 
 
 def ge(a: Any, b: Any):
-    """a >= b elementwise, a boolean array (not differentiable)."""
+    """a >= b elementwise, a boolean array (not differentiable).
+    Derivation: none (not differentiable: the result is a boolean mask).
+    """
     return _compare("ge", a, b, lambda u, v: u >= v)
 
 
@@ -723,7 +785,7 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     """y = a where ``condition`` else b (all three broadcast together).
 
     ā = g · [condition],   b̄ = g · [not condition]; the condition, a boolean mask
-    (e.g. ``x > 0``), gets no gradient. No derivation file: a selection.
+    (e.g. ``x > 0``), gets no gradient. Derivation: none (a selection).
     """
     a, b = binary_operands("where", a, b)
     xp = _xp(a)
@@ -748,7 +810,9 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
 # Each of these only re-labels or repeats elements, so its VJP puts g back into the
 # input's shape: a reshape, or a sum over the repeated (broadcast) axes.
 def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
-    """y = [x₁, x₂, ...] along a new axis (all of one shape).   x̄ᵢ = g's i-th slice along that axis."""
+    """y = [x₁, x₂, ...] along a new axis (all of one shape).   x̄ᵢ = g's i-th slice along that axis.
+    Derivation: none (the VJP only moves or sums entries of g).
+    """
     tensors = _same_dtype("stack", tensors)
     shapes = {t.shape for t in tensors}
     if len(shapes) > 1:
@@ -770,6 +834,7 @@ def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
     """y = x repeated along broadcast axes to ``shape`` (NumPy's rules; a read-only view).
 
     x̄ = g summed over the axes that were added or stretched (the engine's unbroadcast).
+    Derivation: none (the VJP only moves or sums entries of g).
     """
     shape = tuple(int(n) for n in shape)
     try:
@@ -781,7 +846,9 @@ def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
 
 def expand(x: Tensor, *sizes) -> Tensor:
     """``broadcast_to`` with PyTorch's spelling: -1 keeps that axis's size, e.g.
-    x.expand(4, -1) for x of shape (1, 3) gives (4, 3).   x̄ = g summed over the repeats."""
+    x.expand(4, -1) for x of shape (1, 3) gives (4, 3).   x̄ = g summed over the repeats.
+    Derivation: none (the VJP only moves or sums entries of g).
+    """
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
         sizes = tuple(sizes[0])
     lead = len(sizes) - x.ndim
@@ -802,6 +869,7 @@ def squeeze(x: Tensor, axis=None) -> Tensor:
 
     Naming an axis whose size is not 1 is an error (PyTorch silently leaves it; NumPy
     raises, and a silent no-op would hide a shape bug).
+    Derivation: none (the VJP only moves or sums entries of g).
     """
     if axis is None:
         drop = tuple(i for i, n in enumerate(x.shape) if n == 1)
@@ -814,7 +882,9 @@ def squeeze(x: Tensor, axis=None) -> Tensor:
 
 
 def unsqueeze(x: Tensor, axis: int) -> Tensor:
-    """y = x with a new size-1 axis at position ``axis`` (-1: last).   x̄ = g reshaped back."""
+    """y = x with a new size-1 axis at position ``axis`` (-1: last).   x̄ = g reshaped back.
+    Derivation: none (the VJP only moves or sums entries of g).
+    """
     ndim = x.ndim + 1
     if not -ndim <= axis < ndim:
         raise ValueError(f"unsqueeze: axis {axis} is out of range for the {ndim}-d result")
@@ -824,7 +894,9 @@ def unsqueeze(x: Tensor, axis: int) -> Tensor:
 
 def flatten(x: Tensor, start_axis: int = 0, end_axis: int = -1) -> Tensor:
     """y = x with axes start_axis..end_axis (inclusive) merged into one; a 0-d tensor
-    becomes shape (1,), as in PyTorch.   x̄ = g reshaped back."""
+    becomes shape (1,), as in PyTorch.   x̄ = g reshaped back.
+    Derivation: none (the VJP only moves or sums entries of g).
+    """
     if x.ndim == 0:
         return _reshaped(x, (1,), "flatten")
     (s,), (e,) = _axes(start_axis, x.ndim, "flatten"), _axes(end_axis, x.ndim, "flatten")
@@ -845,18 +917,24 @@ def _sigmoid_of(xp, v):
 
 
 def square(x: Tensor) -> Tensor:
-    """y = x².   x̄ = g · 2x."""
+    """y = x².   x̄ = g · 2x.
+    Derivation: none (a textbook derivative).
+    """
     return Tensor.from_op(x.data * x.data, (x,), lambda g: (g * (2 * x.data),), "square")
 
 
 def sign(x: Tensor) -> Tensor:
-    """y = sign(x) ∈ {-1, 0, 1}.   x̄ = 0 (piecewise constant; 0 also at the jump, as in PyTorch)."""
+    """y = sign(x) ∈ {-1, 0, 1}.   x̄ = 0 (piecewise constant; 0 also at the jump, as in PyTorch).
+    Derivation: none (a textbook derivative).
+    """
     xp = _xp(x)
     return Tensor.from_op(xp.sign(x.data), (x,), lambda g: (xp.zeros_like(g),), "sign")
 
 
 def log1p(x: Tensor) -> Tensor:
-    """y = ln(1 + x), accurate for tiny x.   x̄ = g / (1 + x)."""
+    """y = ln(1 + x), accurate for tiny x.   x̄ = g / (1 + x).
+    Derivation: none (a textbook derivative).
+    """
     xp = _xp(x)
     with backend.quiet_errors(x.data):
         y = xp.log1p(x.data)
@@ -864,7 +942,9 @@ def log1p(x: Tensor) -> Tensor:
 
 
 def expm1(x: Tensor) -> Tensor:
-    """y = eˣ - 1, accurate for tiny x.   x̄ = g · eˣ = g · (y + 1)."""
+    """y = eˣ - 1, accurate for tiny x.   x̄ = g · eˣ = g · (y + 1).
+    Derivation: none (a textbook derivative).
+    """
     y = _xp(x).expm1(x.data)
     return Tensor.from_op(y, (x,), lambda g: (g * (y + 1),), "expm1")
 
@@ -873,6 +953,7 @@ def logsigmoid(x: Tensor) -> Tensor:
     """y = ln σ(x) = min(x, 0) - ln(1 + e^-|x|) (finite for every x).
 
     x̄ = g · (1 - σ(x)) = g · σ(-x).
+    Derivation: none (a textbook derivative).
     """
     xp = _xp(x)
     y = xp.minimum(x.data, 0) - xp.log1p(xp.exp(-xp.abs(x.data)))
@@ -888,14 +969,18 @@ def _erf(xp, v):
 
 
 def erf(x: Tensor) -> Tensor:
-    """y = erf(x) = (2/√π) ∫₀ˣ e^(-t²) dt.   x̄ = g · (2/√π) e^(-x²)."""
+    """y = erf(x) = (2/√π) ∫₀ˣ e^(-t²) dt.   x̄ = g · (2/√π) e^(-x²).
+    Derivation: none (a textbook derivative).
+    """
     xp = _xp(x)
     c = 2.0 / 3.141592653589793 ** 0.5
     return Tensor.from_op(_erf(xp, x.data), (x,), lambda g: (g * (c * xp.exp(-x.data * x.data)),), "erf")
 
 
 def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
-    """y = x if x > 0 else α (eˣ - 1).   x̄ = g if x > 0 else g · α eˣ = g · (y + α)."""
+    """y = x if x > 0 else α (eˣ - 1).   x̄ = g if x > 0 else g · α eˣ = g · (y + α).
+    Derivation: none (a textbook derivative).
+    """
     xp = _xp(x)
     y = xp.where(x.data > 0, x.data, alpha * xp.expm1(xp.minimum(x.data, 0)))
     return Tensor.from_op(y, (x,), lambda g: (g * xp.where(x.data > 0, 1, y + alpha),), "elu")
@@ -903,7 +988,9 @@ def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
 
 def gelu(x: Tensor) -> Tensor:
     """y = x Φ(x), Φ the standard normal CDF, Φ(x) = ½ (1 + erf(x / √2)) (the exact GELU,
-    PyTorch's default).   x̄ = g · (Φ(x) + x φ(x)),   φ(x) = e^(-x²/2) / √(2π)."""
+    PyTorch's default).   x̄ = g · (Φ(x) + x φ(x)),   φ(x) = e^(-x²/2) / √(2π).
+    Derivation: none (a textbook derivative).
+    """
     xp = _xp(x)
     cdf = 0.5 * (1 + _erf(xp, x.data * 0.7071067811865476))
     y = x.data * cdf
@@ -916,7 +1003,9 @@ def gelu(x: Tensor) -> Tensor:
 
 
 def silu(x: Tensor) -> Tensor:
-    """y = x σ(x) (also called swish).   x̄ = g · σ(x) (1 + x (1 - σ(x)))."""
+    """y = x σ(x) (also called swish).   x̄ = g · σ(x) (1 + x (1 - σ(x))).
+    Derivation: none (a textbook derivative).
+    """
     xp = _xp(x)
     s = _sigmoid_of(xp, x.data)
     return Tensor.from_op(x.data * s, (x,), lambda g: (g * (s * (1 + x.data * (1 - s))),), "silu")
@@ -928,7 +1017,9 @@ def silu(x: Tensor) -> Tensor:
 def one_hot(labels: Any, num_classes: int | None = None, dtype: Any = None) -> Tensor:
     """Integer labels of any shape → a constant tensor of shape labels.shape + (C,) with a 1
     at each label's class (C = ``num_classes``, or the largest label + 1). No gradient:
-    labels are data, not parameters."""
+    labels are data, not parameters.
+    Derivation: none (a constant: labels have no gradient).
+    """
     xp = backend.xp() if not backend.is_gpu_array(labels) else backend.array_module(labels)
     y = xp.asarray(labels.data if isinstance(labels, Tensor) else labels)
     if y.dtype.kind not in "iu":
