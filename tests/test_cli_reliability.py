@@ -447,3 +447,12 @@ def test_ctrl_c_in_any_command_is_a_short_message_and_exit_130(run, monkeypatch,
     assert main(["eval", str(run), "--k", "2"]) == 130
     one_line_error(capsys.readouterr().err, "minivae eval: interrupted")
     assert snapshot(run) == before
+
+
+def test_collapse_warning_fires_when_a_large_learning_rate_leaves_no_active_unit(tmp_path, capsys):
+    # lr 0.5: the encoder's means stop moving with x (0 of 2 active, I(z; x) = 0) while KL stays above 1 nat.
+    assert main(["train", "vae", "--lr", "0.5", "--epochs", "3", "--out", str(tmp_path / "v"), "--quiet",
+                 "--no-figures"]) == 0
+    printed = capsys.readouterr().out
+    assert "active units: 0 / 2" in printed
+    assert "WARNING: posterior collapse: all 2 latent dimensions are inactive" in printed
