@@ -466,7 +466,9 @@ def blas_info() -> list[dict]:
     from threadpoolctl import threadpool_info
 
     keep = ("user_api", "internal_api", "prefix", "version", "architecture", "threading_layer", "num_threads")
-    return [{k: i.get(k) for k in keep} | {"library": os.path.basename(i.get("filepath", ""))} for i in threadpool_info()]
+    return [{k: i.get(k) for k in keep} | {"library": os.path.basename(i.get("filepath", "")),
+                                           "shipped_with": os.path.basename(os.path.dirname(i.get("filepath", "")))}
+            for i in threadpool_info()]
 
 
 def time_family(family: str, names: list[str], batch: int, threads: int, seed: int,
@@ -781,8 +783,9 @@ def main(argv=None) -> int:
     rows = summarise(children, names, args.batches, args.threads)
     info, vers = machine(), versions()
     blas = next((c["blas"] for c in children if c["family"] == "numpy"), [])
-    numpy_blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})" for b in blas
-                           if b.get("user_api") == "blas")
+    mine = [b for b in blas if b.get("user_api") == "blas" and b.get("shipped_with", "").startswith("numpy")]
+    numpy_blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']} kernel)"
+                           for b in mine or [b for b in blas if b.get("user_api") == "blas"])
     header = (f"VAE 784-400-20 training step, float32; {info['cpu']} ({info['usable_cpus']} usable CPUs); "
               f"NumPy BLAS {numpy_blas or '?'}; PyTorch {vers.get('torch')} ({vers.get('torch_blas', '-')}); "
               f"{args.rounds} round(s) x {args.cycles} cycles x {args.block} steps; "
