@@ -456,3 +456,17 @@ def test_collapse_warning_fires_when_a_large_learning_rate_leaves_no_active_unit
     printed = capsys.readouterr().out
     assert "active units: 0 / 2" in printed
     assert "WARNING: posterior collapse: all 2 latent dimensions are inactive" in printed
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_to_start_again(tmp_path, monkeypatch, capsys):
+    from minivae.training.trainer import Trainer
+
+    def interrupted(self, epoch, bar):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
+    out = tmp_path / "run"
+    assert main(["train", "vae", "--epochs", "1", "--out", str(out), *TINY]) == 130
+    line = one_line_error(capsys.readouterr().err, "interrupted at epoch 1", "no checkpoint had been written yet")
+    assert line.endswith(f"start again with: minivae train vae --epochs 1 --out {out} {' '.join(TINY)} --overwrite")
+    assert not (out / "checkpoint.npz").exists()

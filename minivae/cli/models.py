@@ -134,8 +134,10 @@ def _run_training(command: str, config, out: Path, args: argparse.Namespace, *, 
                 print(f"minivae {command}: {err}", file=sys.stderr)
                 return 1
             except KeyboardInterrupt:
-                print(f"\nminivae {command}: interrupted at epoch {trainer.epoch + 1}; {trainer.kept()}; "
-                      f"resume with: {_resume_command(args)}", file=sys.stderr)
+                again = (f"resume with: {_rerun_command(args, '--resume')}" if trainer.saved_epoch
+                         else f"start again with: {_rerun_command(args, '--overwrite')}")
+                print(f"\nminivae {command}: interrupted at epoch {trainer.epoch + 1}; {trainer.kept()}; {again}",
+                      file=sys.stderr)
                 return 130
             # The checkpoint and metrics are on disk: what follows is optional and may fail without loss.
             report = _optional(command, "the latent diagnostics", lambda: trainer.finish(progress=not quiet))
@@ -177,10 +179,10 @@ def _optional(command: str, what: str, make: Callable[[], Any]) -> Any:
         return None
 
 
-def _resume_command(args: argparse.Namespace) -> str:
-    """The command line that continues this run: the same one, with --resume instead of --overwrite."""
-    argv = [a for a in getattr(args, "argv", None) or sys.argv[1:] if a != "--overwrite"]
-    return shlex.join(["minivae", *argv, *([] if "--resume" in argv else ["--resume"])])
+def _rerun_command(args: argparse.Namespace, flag: str) -> str:
+    """This command line with ``flag`` (--resume or --overwrite) in place of the other one."""
+    argv = [a for a in getattr(args, "argv", None) or sys.argv[1:] if a not in ("--resume", "--overwrite")]
+    return shlex.join(["minivae", *argv, flag])
 
 
 def _print_epoch(row: dict[str, Any], every: int, last: int) -> None:
