@@ -105,6 +105,8 @@ def nearest_code(z_e: Tensor, codebook: Tensor) -> tuple[Tensor, np.ndarray]:
           everywhere (a finite-difference check agrees away from boundaries). To
           let the reconstruction gradient reach the encoder anyway, feed the
           decoder :func:`straight_through` (z_e, z_q).
+
+    Derivation: derivations/14_straight_through.md (Eq. 14.1 and 14.5).
     """
     if not isinstance(z_e, Tensor) or not isinstance(codebook, Tensor):
         raise TypeError("nearest_code: z_e and codebook must be minivae Tensors")
@@ -136,6 +138,7 @@ def stop_gradient(x: Tensor) -> Tensor:
     Written as a node (rather than ``x.detach()``) so the graph picture shows where
     the gradient is cut. ∂sg[x]/∂x := 0 by definition; the loss it appears in is a
     surrogate whose gradient, not value, is what we want.
+    Derivation: derivations/14_straight_through.md (Eq. 14.5, 14.7).
     """
     return Tensor.from_op(x.data, (x,), lambda g: (None,), "stop_gradient")
 
@@ -152,6 +155,7 @@ def straight_through(z_e: Tensor, z_q: Tensor) -> Tensor:
     everywhere, see :func:`nearest_code`): it is the gradient the decoder computed
     at z_q, used as if it had been computed at z_e. Its error is of the size of the
     quantisation error ‖z_q - z_e‖ times the curvature of the loss.
+    Derivation: derivations/14_straight_through.md (Eq. 14.2 - 14.4).
     """
     if not isinstance(z_e, Tensor) or not isinstance(z_q, Tensor):
         raise TypeError("straight_through: z_e and z_q must be minivae Tensors")
