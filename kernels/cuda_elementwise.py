@@ -59,20 +59,24 @@ def _typed(dtype, value):
 # ------------------------------------------------------------------ bias + activation
 
 
-@functools.lru_cache(maxsize=None)
-def bias_act_forward_kernel(has_bias: bool):
-    @cuda.jit
-    def bias_act_rows(x, bias, out, code, slope):
-        cols = x.shape[1]
-        for i in range(cuda.grid(1), x.shape[0] * cols, cuda.gridsize(1)):
-            row = i // cols
-            col = i - row * cols
-            value = x[row, col]
-            if has_bias:
-                value += bias[col]
-            out[row, col] = _activation(code, value, slope)
+@cuda.jit
+def _bias_act_kernel(x, bias, out, code, slope):
+    cols = x.shape[1]
+    for i in range(cuda.grid(1), x.shape[0] * cols, cuda.gridsize(1)):
+        row = i // cols
+        col = i - row * cols
+        out[row, col] = _activation(code, x[row, col] + bias[col], slope)
 
-    return bias_act_rows
+
+@cuda.jit
+def _act_kernel(x, out, code, slope):
+    # f alone (the bias already added, e.g. by the matrix product): no bias argument,
+    # since each array argument costs host time at every launch.
+    cols = x.shape[1]
+    for i in range(cuda.grid(1), x.shape[0] * cols, cuda.gridsize(1)):
+        row = i // cols
+        col = i - row * cols
+        out[row, col] = _activation(code, x[row, col], slope)
 
 
 @functools.lru_cache(maxsize=None)
@@ -139,9 +143,12 @@ def bias_act_forward(x, bias, out, act="relu", slope: float = 0.01, *, stream=0)
     stage = HostStaging(stream)
     d_x, d_out = _rows(stage, "x", x), _rows(stage, "out", out, written=True)
     _same_shape(x=d_x, out=d_out)
-    d_bias = None if bias is None else _vector(stage, "bias", bias, d_x.shape[1])
-    launch(bias_act_forward_kernel(d_bias is not None), grid_1d(d_x.size), THREADS_1D, stream,
-           d_x, d_bias if d_bias is not None else d_x, d_out, code, _typed(d_out.dtype, slope))
+    slope = _typed(d_out.dtype, slope)
+    if bias is None:
+        launch(_act_kernel, grid_1d(d_x.size), THREADS_1D, stream, d_x, d_out, code, slope)
+    else:
+        d_bias = _vector(stage, "bias", bias, d_x.shape[1])
+        launch(_bias_act_kernel, grid_1d(d_x.size), THREADS_1D, stream, d_x, d_bias, d_out, code, slope)
     stage.finish()
     return out
 

@@ -98,9 +98,9 @@ def variants() -> list[Variant]:
                 for bias in (False, True):
                     for acc in (False, True):
                         add(mm._gemm_kernel(ta, tb, bias, acc, dtype), f"ta={ta:d} tb={tb:d} bias={bias:d} acc={acc:d}",
-                            m2, m2, m1 if bias else m2, m2)
-        for bias in (False, True):
-            add(ew.bias_act_forward_kernel(bias), f"bias={bias:d}", m2, m1 if bias else m2, m2, code, f)
+                            *((m2, m2, m1, m2) if bias else (m2, m2, m2)))
+        add(ew._bias_act_kernel, "", m2, m1, m2, code, f)
+        add(ew._act_kernel, "", m2, m2, code, f)
         for want in (False, True):
             add(ew.bias_act_backward_kernel(want, dtype), f"bias_grad={want:d}",
                 m2, m2, m2, m1 if want else m2, code, f, flag, flag, flag)
