@@ -1,10 +1,70 @@
-"""Losses: target checks, and the categorical losses (cross_entropy, nll_loss) on integer labels."""
+"""Losses: gradients, values against their formulas, target checks and errors; the categorical
+losses (cross_entropy, nll_loss) on integer labels."""
 
 import numpy as np
 import pytest
 
 import minivae as mv
 from minivae import losses
+
+RNG = np.random.default_rng(99)
+
+
+def t(shape, low=-2.0, high=2.0, requires_grad=True):
+    return mv.tensor(RNG.uniform(low, high, size=shape), requires_grad=requires_grad, dtype="float64")
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean", "none"])
+def test_losses_gradcheck(reduction):
+    pred, target = t((3, 4)), t((3, 4), 0.0, 1.0, requires_grad=False)
+    prob = t((3, 4), 0.05, 0.95)
+    logvar = t((3, 4), -3, 3)
+    assert mv.gradcheck(lambda p: losses.mse(p, target, reduction), [pred]).ok
+    assert mv.gradcheck(lambda p: losses.bce(p, target, reduction), [prob]).ok
+    assert mv.gradcheck(lambda l: losses.bce_with_logits(l, target, reduction), [pred]).ok
+    assert mv.gradcheck(lambda m: losses.gaussian_nll(m, target, reduction=reduction), [pred]).ok
+    assert mv.gradcheck(lambda m, lv: losses.gaussian_nll(m, target, lv, reduction), [pred, logvar]).ok
+
+
+def test_loss_values_against_formulas():
+    p = RNG.uniform(0.05, 0.95, (5, 3))
+    x = RNG.uniform(0, 1, (5, 3))
+    logits = np.log(p / (1 - p))
+    bern = -(x * np.log(p) + (1 - x) * np.log(1 - p))
+    P, X = mv.tensor(p, dtype="float64"), mv.tensor(x, dtype="float64")
+    np.testing.assert_allclose(losses.bce(P, X, "sum").item(), bern.sum(), rtol=1e-10)
+    np.testing.assert_allclose(losses.bce_with_logits(mv.tensor(logits, dtype="float64"), X, "none").numpy(), bern, rtol=1e-10)
+    np.testing.assert_allclose(losses.mse(P, X, "mean").item(), ((p - x) ** 2).mean(), rtol=1e-12)
+    lv = RNG.uniform(-1, 1, (5, 3))
+    nll = 0.5 * (np.log(2 * np.pi) + lv + (x - p) ** 2 / np.exp(lv))
+    np.testing.assert_allclose(
+        losses.gaussian_nll(P, X, mv.tensor(lv, dtype="float64"), "none").numpy(), nll, rtol=1e-12
+    )
+    unit = 0.5 * (x - p) ** 2 + 0.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(losses.gaussian_nll(P, X, reduction="sum").item(), unit.sum(), rtol=1e-12)
+
+
+def test_bce_with_logits_is_stable_for_huge_logits():
+    logits = mv.tensor([-1e4, -80.0, 80.0, 1e4], requires_grad=True, dtype="float32")
+    target = mv.tensor([1.0, 0.0, 1.0, 0.0])
+    loss = losses.bce_with_logits(logits, target, "none")
+    np.testing.assert_allclose(loss.numpy(), [1e4, 0.0, 0.0, 1e4], rtol=1e-6, atol=1e-30)
+    loss.sum().backward()
+    np.testing.assert_allclose(logits.grad, [-1.0, 0.0, 0.0, 1.0], atol=1e-30)
+
+
+def test_bce_clipping_keeps_loss_finite_at_0_and_1():
+    prob = mv.tensor([0.0, 1.0], requires_grad=True)
+    loss = losses.bce(prob, mv.tensor([1.0, 0.0]), "none")
+    assert np.all(np.isfinite(loss.numpy()))
+    np.testing.assert_allclose(loss.numpy(), -np.log(losses.BCE_EPS), rtol=0.02)
+
+
+def test_loss_errors_name_the_loss_and_shapes():
+    with pytest.raises(ValueError, match=r"mse: prediction has shape \(2, 3\) but target has shape \(3, 2\)"):
+        losses.mse(mv.tensor(np.ones((2, 3))), np.ones((3, 2)))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        losses.mse(mv.tensor(np.ones(2)), np.ones(2), reduction="avg")
 
 
 @pytest.mark.parametrize("loss", [losses.bce, losses.bce_with_logits])
