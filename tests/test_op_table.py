@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -594,7 +595,7 @@ def kernels(request):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("row,case", PARAMS)
 def test_op_table(row: Row, case: Case, dtype: str, kernels: str):
-    seed = abs(hash((row.name, case.id))) % 2**32
+    seed = zlib.crc32(f"{row.name}|{case.id}".encode())  # the same G in every run (hash() is salted)
     if case.raises:
         tensors = [Tensor(inp.array(dtype), requires_grad=True, dtype=dtype) for inp in case.inputs]
         with pytest.raises(case.raises[0], match=case.raises[1]):
