@@ -89,7 +89,7 @@ def _need(t: Tensor) -> bool:
 # docstring (matmul and linear link derivations/02_backprop_dense.md).
 def add(a: Any, b: Any) -> Tensor:
     """y = a + b.   ∂y/∂a = 1, ∂y/∂b = 1, so ā = g, b̄ = g (summed over broadcast axes).
-    Derivation: none (a rule of calculus in one line).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.5.
     """
     a, b = binary_operands("add", a, b)
     return Tensor.from_op(_broadcast("add", lambda x, y: x + y, a, b), (a, b), lambda g: (g, g), "add")
@@ -97,7 +97,7 @@ def add(a: Any, b: Any) -> Tensor:
 
 def sub(a: Any, b: Any) -> Tensor:
     """y = a - b.   ā = g, b̄ = -g.
-    Derivation: none (a rule of calculus in one line).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.5.
     """
     a, b = binary_operands("sub", a, b)
 
@@ -109,7 +109,7 @@ def sub(a: Any, b: Any) -> Tensor:
 
 def mul(a: Any, b: Any) -> Tensor:
     """y = a · b.   ā = g · b, b̄ = g · a.
-    Derivation: none (a rule of calculus in one line).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.6.
     """
     a, b = binary_operands("mul", a, b)
 
@@ -121,7 +121,7 @@ def mul(a: Any, b: Any) -> Tensor:
 
 def div(a: Any, b: Any) -> Tensor:
     """y = a / b.   ā = g / b, b̄ = -g · a / b².
-    Derivation: none (a rule of calculus in one line).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.7.
     """
     a, b = binary_operands("div", a, b)
 
@@ -135,7 +135,7 @@ def div(a: Any, b: Any) -> Tensor:
 
 def neg(a: Tensor) -> Tensor:
     """y = -a.   ā = -g.
-    Derivation: none (a rule of calculus in one line).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.8.
     """
     return Tensor.from_op(-a.data, (a,), lambda g: (-g,), "neg")
 
@@ -147,7 +147,7 @@ def power(a: Any, exponent: Any) -> Tensor:
     At the points where these formulas read 0 · ∞ the gradient is 0, as in PyTorch:
     ā = 0 where b = 0 (y = a⁰ = 1 is constant, also at a = 0), and b̄ = 0 where a = 0 and
     b ≥ 0 (y = 0ᵇ does not change as b moves). A negative a with a non-integer b gives NaN,
-    as for NumPy's power. Derivation: none (the rules of calculus for xᵇ and bˣ).
+    as for NumPy's power. Derivation: derivations/15_vjp_rules.md, Eq. 15.9-15.10.
     """
     if isinstance(a, Tensor) and isinstance(exponent, (int, float, backend.numpy.number)):
         p = float(exponent) if isinstance(exponent, backend.numpy.number) else exponent
@@ -188,7 +188,7 @@ def matmul(a: Any, b: Any) -> Tensor:
     A batch axis that broadcasting stretched gets the sum of the per-batch gradients
     (the engine sums them, as for ``add``). For (..., n, k) @ (k, m) the batch axes are
     folded into the rows, so b̄ = aᵀ @ g is one matrix product.
-    Derivation: derivations/02_backprop_dense.md (the gradients of x @ W).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.43-15.45.
     """
     a, b = binary_operands("matmul", a, b)
     if a.ndim == 0 or b.ndim == 0:
@@ -240,7 +240,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
     x̄ = ū @ Wᵀ,   W̄ = xᵀ @ ū,   b̄ = Σ_rows ū: the same numbers as ``relu(linear(x, W, b))``
     with one stored array fewer. ``draw_graph``/``graph_summary`` show it as
     ``linear → relu (fused)``. ``x`` may have leading batch axes (..., in), folded into rows.
-    Derivation: derivations/02_backprop_dense.md (the dense layer's backward pass).
+    Derivation: derivations/02_backprop_dense.md, Eq. 2.1.
     """
     x, weight = binary_operands("linear", x, weight)
     if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[0]:
@@ -320,7 +320,7 @@ def _expand_back(g, x_shape, axes, keepdims, xp):
 def sum(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - public name
     """y = Σ x over ``axis`` (an int, a tuple, or None for all; a sum over an empty axis is 0).
     x̄ = g broadcast back over the summed axes.
-    Derivation: none (the VJP only moves or sums entries of g).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.28.
     """
     axes = _axes(axis, x.ndim, "sum")
     xp = _xp(x)
@@ -335,7 +335,7 @@ def sum(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 -
 def mean(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     """y = (1/n) Σ x over ``axis`` (n elements reduced; NaN over an empty axis, as 0/0 and
     PyTorch give).   x̄ = g / n broadcast back.
-    Derivation: none (the VJP only moves or sums entries of g).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.29.
     """
     axes = _axes(axis, x.ndim, "mean")
     n = _count(x.shape, axes)
@@ -352,7 +352,7 @@ def mean(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
 
 def reshape(x: Tensor, *shape) -> Tensor:
     """y = x viewed with a new shape.   x̄ = g reshaped back.
-    Derivation: none (the VJP only moves or sums entries of g).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.36.
     """
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
@@ -365,7 +365,7 @@ def reshape(x: Tensor, *shape) -> Tensor:
 
 def transpose(x: Tensor, *axes) -> Tensor:
     """y = x with axes permuted (reversed by default).   x̄ = g with the inverse permutation.
-    Derivation: none (the VJP only moves or sums entries of g).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.37.
     """
     if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
         axes = tuple(axes[0])
@@ -383,7 +383,7 @@ def getitem(x: Tensor, key: Any) -> Tensor:
 
     x̄ = zeros like x with g added at the selected positions (``add.at`` so an
     index that repeats collects every contribution).
-    Derivation: none (the VJP only moves or sums entries of g).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.38.
     """
     if isinstance(key, Tensor):
         key = key.data
@@ -424,7 +424,7 @@ def _same_dtype(op: str, tensors: Sequence[Any]) -> list[Tensor]:
 
 def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """y = [x₁, x₂, ...] joined along ``axis``.   x̄ᵢ = the slice of g that xᵢ occupies.
-    Derivation: none (the VJP only moves or sums entries of g).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.39.
     """
     tensors = _same_dtype("concat", tensors)
     if tensors[0].ndim == 0:
@@ -454,7 +454,7 @@ def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
 
 def astype(x: Tensor, dtype: Any) -> Tensor:
     """y = x converted to another float dtype.   x̄ = g converted back.
-    Derivation: none (the VJP only moves or sums entries of g).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.36.
     """
     target = canonical_dtype(dtype, "astype")
     if target == x.dtype:
@@ -469,7 +469,7 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
 # Textbook derivatives (no derivation files), except where a docstring links one.
 def exp(x: Tensor) -> Tensor:
     """y = eˣ.   x̄ = g · eˣ = g · y.
-    Derivation: none (a textbook derivative).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.11.
     """
     y = _xp(x).exp(x.data)
     return Tensor.from_op(y, (x,), lambda g: (g * y,), "exp")
@@ -477,7 +477,7 @@ def exp(x: Tensor) -> Tensor:
 
 def log(x: Tensor) -> Tensor:
     """y = ln x.   x̄ = g / x.
-    Derivation: none (a textbook derivative).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.12.
     """
     with backend.quiet_errors(x.data):
         y = _xp(x).log(x.data)
@@ -486,7 +486,7 @@ def log(x: Tensor) -> Tensor:
 
 def sqrt(x: Tensor) -> Tensor:
     """y = √x.   x̄ = g / (2√x) = g / (2y).
-    Derivation: none (a textbook derivative).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.13.
     """
     y = _xp(x).sqrt(x.data)
     return Tensor.from_op(y, (x,), lambda g: (g / (2 * y),), "sqrt")
@@ -494,7 +494,7 @@ def sqrt(x: Tensor) -> Tensor:
 
 def sin(x: Tensor) -> Tensor:
     """y = sin x.   x̄ = g · cos x.
-    Derivation: none (a textbook derivative).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.16.
     """
     xp = _xp(x)
     return Tensor.from_op(xp.sin(x.data), (x,), lambda g: (g * xp.cos(x.data),), "sin")
@@ -502,7 +502,7 @@ def sin(x: Tensor) -> Tensor:
 
 def cos(x: Tensor) -> Tensor:
     """y = cos x.   x̄ = -g · sin x.
-    Derivation: none (a textbook derivative).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.16.
     """
     xp = _xp(x)
     return Tensor.from_op(xp.cos(x.data), (x,), lambda g: (-g * xp.sin(x.data),), "cos")
@@ -510,7 +510,7 @@ def cos(x: Tensor) -> Tensor:
 
 def abs(x: Tensor) -> Tensor:  # noqa: A001 - public name
     """y = |x|.   x̄ = g · sign(x) (the subgradient 0 is used at x = 0).
-    Derivation: none (a textbook derivative).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.14.
     """
     xp = _xp(x)
     return Tensor.from_op(xp.abs(x.data), (x,), lambda g: (g * xp.sign(x.data),), "abs")
@@ -521,7 +521,7 @@ def clip(x: Tensor, low: float | None = None, high: float | None = None) -> Tens
 
     x̄ = g where low < x < high, else 0: also 0 at x equal to a bound, as in PyTorch
     (either one-sided derivative would do; this choice matches the frameworks students compare with).
-    Derivation: none (the derivative of a selection).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.25.
     """
     if low is None and high is None:
         raise ValueError("clip: both bounds are None, so there is nothing to clip; give low, high or both")
@@ -548,13 +548,13 @@ def _activation(name: str, x: Tensor, slope: float = 0.0) -> Tensor:
 
 def relu(x: Tensor) -> Tensor:
     """y = max(x, 0).   x̄ = g · [y > 0] (the subgradient 0 at x = 0).
-    Derivation: derivations/02_backprop_dense.md (activation derivatives)."""
+    Derivation: derivations/02_backprop_dense.md, Eq. 2.2."""
     return _activation("relu", x)
 
 
 def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
     """y = x if x > 0 else slope · x (slope ≥ 0).   x̄ = g · (1 if y > 0 else slope).
-    Derivation: derivations/02_backprop_dense.md (activation derivatives)."""
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.27."""
     if slope < 0:
         raise ValueError(f"leaky_relu: slope must be >= 0, got {slope}")
     return _activation("leaky_relu", x, slope)
@@ -562,23 +562,29 @@ def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
 
 def sigmoid(x: Tensor) -> Tensor:
     """y = 1 / (1 + e⁻ˣ) (computed without overflow).   x̄ = g · y · (1 - y).
-    Derivation: derivations/02_backprop_dense.md (activation derivatives)."""
+    Derivation: derivations/02_backprop_dense.md, Eq. 2.3."""
     return _activation("sigmoid", x)
 
 
 def tanh(x: Tensor) -> Tensor:
     """y = tanh x.   x̄ = g · (1 - y²).
-    Derivation: derivations/02_backprop_dense.md (activation derivatives)."""
+    Derivation: derivations/02_backprop_dense.md, Eq. 2.4."""
     return _activation("tanh", x)
 
 
-def softplus(x: Tensor) -> Tensor:
+def softplus(x: Tensor, beta: float = 1.0) -> Tensor:
     """y = ln(1 + eˣ) = max(x, 0) + ln(1 + e^-|x|) (no overflow).
 
     x̄ = g · σ(x), and σ(x) = 1 - e^-y, so the derivative is also a function of y.
-    Derivation: derivations/02_backprop_dense.md (activation derivatives).
+    With ``beta`` (> 0; a sharper or softer ReLU, as in PyTorch): y = softplus(β·x) / β,
+    composed from the nodes above, so x̄ = g · σ(β·x) by the chain rule.
+    Derivation: derivations/02_backprop_dense.md, Eq. 2.5.
     """
-    return _activation("softplus", x)
+    if beta == 1.0:
+        return _activation("softplus", x)
+    if not (isinstance(beta, (int, float)) and beta > 0 and beta != float("inf")):
+        raise ValueError(f"softplus: beta must be a positive finite number, got {beta!r}")
+    return _activation("softplus", x * beta) / beta
 
 
 def logsumexp(x: Tensor, axis=-1, keepdims: bool = False) -> Tensor:
@@ -588,7 +594,7 @@ def logsumexp(x: Tensor, axis=-1, keepdims: bool = False) -> Tensor:
     ∂y/∂xᵢ = e^{xᵢ - y} = softmax(x)ᵢ, so x̄ = g · e^{x - y}.
     Edge cases: over an empty axis y = ln 0 = -inf; where every element is -inf, y = -inf
     (not NaN); on a 0-d tensor the default axis reduces nothing and y = x (as in PyTorch).
-    Derivation: derivations/08_iwae_bound.md (the k-sample bound is a logsumexp).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.33.
     """
     xp = _xp(x)
     axes = _axes(axis, x.ndim, "logsumexp")
@@ -612,14 +618,14 @@ def logsumexp(x: Tensor, axis=-1, keepdims: bool = False) -> Tensor:
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """log softmax(x) = x - logsumexp(x) over ``axis`` (composed; its gradient follows from
     the two ops). On a 0-d tensor it is 0 (one class has probability 1), as in PyTorch.
-    Derivation: none (composed from logsumexp, which links its derivation).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.35.
     """
     return x - logsumexp(x, axis=axis, keepdims=True)
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """softmax(x) = exp(log_softmax(x)) (composed).
-    Derivation: none (composed from log_softmax and exp).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.34.
     """
     return exp(log_softmax(x, axis=axis))
 
@@ -655,14 +661,14 @@ def max(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 -
     x̄ = g · [x = y] / #{i : xᵢ = y}: when several elements tie for the maximum they share
     its gradient equally (PyTorch's ``amax`` does the same; its ``max(dim)`` gives it all
     to one index). A max over an empty axis is an error (there is no such value).
-    Derivation: none (the derivative of a selection).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.32.
     """
     return _extreme("max", x, axis, keepdims)
 
 
 def min(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - public name
     """y = min x over ``axis``.   x̄ = g · [x = y] / #{i : xᵢ = y} (ties share equally, as in ``max``).
-    Derivation: none (the derivative of a selection, as for max).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.32.
     """
     return _extreme("min", x, axis, keepdims)
 
@@ -684,14 +690,14 @@ def maximum(a: Any, b: Any) -> Tensor:
     """y = max(a, b) elementwise (broadcasting).
 
     ā = g · ([a > b] + ½[a = b]),   b̄ = g · ([b > a] + ½[a = b]): a tie splits the gradient
-    in half (PyTorch's rule), so ā + b̄ = g always. Derivation: none (a selection).
+    in half (PyTorch's rule), so ā + b̄ = g always. Derivation: derivations/15_vjp_rules.md, Eq. 15.26.
     """
     return _pick("maximum", a, b, lambda u, v: u > v)
 
 
 def minimum(a: Any, b: Any) -> Tensor:
     """y = min(a, b) elementwise.   ā = g · ([a < b] + ½[a = b]),   b̄ = g · ([b < a] + ½[a = b]).
-    Derivation: none (the derivative of a selection, as for maximum).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.26.
     """
     return _pick("minimum", a, b, lambda u, v: u < v)
 
@@ -701,7 +707,7 @@ def var(x: Tensor, axis=None, keepdims: bool = False, correction: int = 1) -> Te
     c = ``correction`` (1 by default: the unbiased estimate, as in PyTorch; 0 as in NumPy).
 
     x̄ = g · 2 (x - μ) / (n - c). (The path through μ adds nothing: Σ (x - μ) = 0.)
-    With n - c ≤ 0 the value is NaN or inf, as in PyTorch. Derivation: none (one line of calculus).
+    With n - c ≤ 0 the value is NaN or inf, as in PyTorch. Derivation: derivations/15_vjp_rules.md, Eq. 15.30.
     """
     axes = _axes(axis, x.ndim, "var")
     n = _count(x.shape, axes)
@@ -723,7 +729,7 @@ def var(x: Tensor, axis=None, keepdims: bool = False, correction: int = 1) -> Te
 def std(x: Tensor, axis=None, keepdims: bool = False, correction: int = 1) -> Tensor:
     """y = √var(x) (composed from ``var`` and ``sqrt``, so x̄ = g · (x - μ) / ((n - c) · y);
     NaN where all the elements are equal, where y = 0 has no derivative).
-    Derivation: none (composed from var and sqrt).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.31.
     """
     return sqrt(var(x, axis=axis, keepdims=keepdims, correction=correction))
 
@@ -741,42 +747,42 @@ def _compare(op: str, a: Any, b: Any, fn):
 
 def eq(a: Any, b: Any):
     """a == b elementwise, a boolean array (not differentiable).
-    Derivation: none (not differentiable: the result is a boolean mask).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.42.
     """
     return _compare("eq", a, b, lambda u, v: u == v)
 
 
 def ne(a: Any, b: Any):
     """a != b elementwise, a boolean array (not differentiable).
-    Derivation: none (not differentiable: the result is a boolean mask).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.42.
     """
     return _compare("ne", a, b, lambda u, v: u != v)
 
 
 def lt(a: Any, b: Any):
     """a < b elementwise, a boolean array (not differentiable).
-    Derivation: none (not differentiable: the result is a boolean mask).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.42.
     """
     return _compare("lt", a, b, lambda u, v: u < v)
 
 
 def le(a: Any, b: Any):
     """a <= b elementwise, a boolean array (not differentiable).
-    Derivation: none (not differentiable: the result is a boolean mask).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.42.
     """
     return _compare("le", a, b, lambda u, v: u <= v)
 
 
 def gt(a: Any, b: Any):
     """a > b elementwise, a boolean array (not differentiable).
-    Derivation: none (not differentiable: the result is a boolean mask).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.42.
     """
     return _compare("gt", a, b, lambda u, v: u > v)
 
 
 def ge(a: Any, b: Any):
     """a >= b elementwise, a boolean array (not differentiable).
-    Derivation: none (not differentiable: the result is a boolean mask).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.42.
     """
     return _compare("ge", a, b, lambda u, v: u >= v)
 
@@ -785,7 +791,7 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     """y = a where ``condition`` else b (all three broadcast together).
 
     ā = g · [condition],   b̄ = g · [not condition]; the condition, a boolean mask
-    (e.g. ``x > 0``), gets no gradient. Derivation: none (a selection).
+    (e.g. ``x > 0``), gets no gradient. Derivation: derivations/15_vjp_rules.md, Eq. 15.41.
     """
     a, b = binary_operands("where", a, b)
     xp = _xp(a)
@@ -811,7 +817,7 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
 # input's shape: a reshape, or a sum over the repeated (broadcast) axes.
 def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
     """y = [x₁, x₂, ...] along a new axis (all of one shape).   x̄ᵢ = g's i-th slice along that axis.
-    Derivation: none (the VJP only moves or sums entries of g).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.39.
     """
     tensors = _same_dtype("stack", tensors)
     shapes = {t.shape for t in tensors}
@@ -834,7 +840,7 @@ def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
     """y = x repeated along broadcast axes to ``shape`` (NumPy's rules; a read-only view).
 
     x̄ = g summed over the axes that were added or stretched (the engine's unbroadcast).
-    Derivation: none (the VJP only moves or sums entries of g).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.40.
     """
     shape = tuple(int(n) for n in shape)
     try:
@@ -847,7 +853,7 @@ def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
 def expand(x: Tensor, *sizes) -> Tensor:
     """``broadcast_to`` with PyTorch's spelling: -1 keeps that axis's size, e.g.
     x.expand(4, -1) for x of shape (1, 3) gives (4, 3).   x̄ = g summed over the repeats.
-    Derivation: none (the VJP only moves or sums entries of g).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.40.
     """
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
         sizes = tuple(sizes[0])
@@ -869,7 +875,7 @@ def squeeze(x: Tensor, axis=None) -> Tensor:
 
     Naming an axis whose size is not 1 is an error (PyTorch silently leaves it; NumPy
     raises, and a silent no-op would hide a shape bug).
-    Derivation: none (the VJP only moves or sums entries of g).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.36.
     """
     if axis is None:
         drop = tuple(i for i, n in enumerate(x.shape) if n == 1)
@@ -883,7 +889,7 @@ def squeeze(x: Tensor, axis=None) -> Tensor:
 
 def unsqueeze(x: Tensor, axis: int) -> Tensor:
     """y = x with a new size-1 axis at position ``axis`` (-1: last).   x̄ = g reshaped back.
-    Derivation: none (the VJP only moves or sums entries of g).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.36.
     """
     ndim = x.ndim + 1
     if not -ndim <= axis < ndim:
@@ -895,7 +901,7 @@ def unsqueeze(x: Tensor, axis: int) -> Tensor:
 def flatten(x: Tensor, start_axis: int = 0, end_axis: int = -1) -> Tensor:
     """y = x with axes start_axis..end_axis (inclusive) merged into one; a 0-d tensor
     becomes shape (1,), as in PyTorch.   x̄ = g reshaped back.
-    Derivation: none (the VJP only moves or sums entries of g).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.36.
     """
     if x.ndim == 0:
         return _reshaped(x, (1,), "flatten")
@@ -918,14 +924,14 @@ def _sigmoid_of(xp, v):
 
 def square(x: Tensor) -> Tensor:
     """y = x².   x̄ = g · 2x.
-    Derivation: none (a textbook derivative).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.18.
     """
     return Tensor.from_op(x.data * x.data, (x,), lambda g: (g * (2 * x.data),), "square")
 
 
 def sign(x: Tensor) -> Tensor:
     """y = sign(x) ∈ {-1, 0, 1}.   x̄ = 0 (piecewise constant; 0 also at the jump, as in PyTorch).
-    Derivation: none (a textbook derivative).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.15.
     """
     xp = _xp(x)
     return Tensor.from_op(xp.sign(x.data), (x,), lambda g: (xp.zeros_like(g),), "sign")
@@ -933,7 +939,7 @@ def sign(x: Tensor) -> Tensor:
 
 def log1p(x: Tensor) -> Tensor:
     """y = ln(1 + x), accurate for tiny x.   x̄ = g / (1 + x).
-    Derivation: none (a textbook derivative).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.17.
     """
     xp = _xp(x)
     with backend.quiet_errors(x.data):
@@ -943,7 +949,7 @@ def log1p(x: Tensor) -> Tensor:
 
 def expm1(x: Tensor) -> Tensor:
     """y = eˣ - 1, accurate for tiny x.   x̄ = g · eˣ = g · (y + 1).
-    Derivation: none (a textbook derivative).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.17.
     """
     y = _xp(x).expm1(x.data)
     return Tensor.from_op(y, (x,), lambda g: (g * (y + 1),), "expm1")
@@ -953,7 +959,7 @@ def logsigmoid(x: Tensor) -> Tensor:
     """y = ln σ(x) = min(x, 0) - ln(1 + e^-|x|) (finite for every x).
 
     x̄ = g · (1 - σ(x)) = g · σ(-x).
-    Derivation: none (a textbook derivative).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.23.
     """
     xp = _xp(x)
     y = xp.minimum(x.data, 0) - xp.log1p(xp.exp(-xp.abs(x.data)))
@@ -970,7 +976,7 @@ def _erf(xp, v):
 
 def erf(x: Tensor) -> Tensor:
     """y = erf(x) = (2/√π) ∫₀ˣ e^(-t²) dt.   x̄ = g · (2/√π) e^(-x²).
-    Derivation: none (a textbook derivative).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.19.
     """
     xp = _xp(x)
     c = 2.0 / 3.141592653589793 ** 0.5
@@ -979,7 +985,7 @@ def erf(x: Tensor) -> Tensor:
 
 def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
     """y = x if x > 0 else α (eˣ - 1).   x̄ = g if x > 0 else g · α eˣ = g · (y + α).
-    Derivation: none (a textbook derivative).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.20.
     """
     xp = _xp(x)
     y = xp.where(x.data > 0, x.data, alpha * xp.expm1(xp.minimum(x.data, 0)))
@@ -989,7 +995,7 @@ def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
 def gelu(x: Tensor) -> Tensor:
     """y = x Φ(x), Φ the standard normal CDF, Φ(x) = ½ (1 + erf(x / √2)) (the exact GELU,
     PyTorch's default).   x̄ = g · (Φ(x) + x φ(x)),   φ(x) = e^(-x²/2) / √(2π).
-    Derivation: none (a textbook derivative).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.21.
     """
     xp = _xp(x)
     cdf = 0.5 * (1 + _erf(xp, x.data * 0.7071067811865476))
@@ -1004,7 +1010,7 @@ def gelu(x: Tensor) -> Tensor:
 
 def silu(x: Tensor) -> Tensor:
     """y = x σ(x) (also called swish).   x̄ = g · σ(x) (1 + x (1 - σ(x))).
-    Derivation: none (a textbook derivative).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.22.
     """
     xp = _xp(x)
     s = _sigmoid_of(xp, x.data)
@@ -1018,7 +1024,7 @@ def one_hot(labels: Any, num_classes: int | None = None, dtype: Any = None) -> T
     """Integer labels of any shape → a constant tensor of shape labels.shape + (C,) with a 1
     at each label's class (C = ``num_classes``, or the largest label + 1). No gradient:
     labels are data, not parameters.
-    Derivation: none (a constant: labels have no gradient).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.42.
     """
     xp = backend.xp() if not backend.is_gpu_array(labels) else backend.array_module(labels)
     y = xp.asarray(labels.data if isinstance(labels, Tensor) else labels)
@@ -1072,7 +1078,7 @@ def bce_with_logits(logits: Tensor, target: Any) -> Tensor:
         ℓ(l, x) = -[x ln σ(l) + (1 - x) ln(1 - σ(l))] = max(l, 0) - l·x + ln(1 + e^-|l|),
 
     the right-hand form being finite for every l.   ∂ℓ/∂l = σ(l) - x,   ∂ℓ/∂x = -l.
-    Derivation: derivations/01_losses_as_likelihoods.md (Bernoulli likelihood from logits).
+    Derivation: derivations/01_losses_as_likelihoods.md, Eq. 1.6.
     """
     logits, target = _bce_operands("bce_with_logits", logits, target)
     provider = provider_for(logits.data)
@@ -1091,7 +1097,7 @@ def bce_with_logits_sum(logits: Tensor, target: Any, axis=None) -> Tensor:
     them all at once (the CPU provider makes them a block of rows at a time). Summing
     over the last axis gives the same row sums as the two-node form; a sum over more
     axes adds those row sums, which may differ from one flat sum in the last float bit.
-    Derivation: derivations/01_losses_as_likelihoods.md (Bernoulli likelihood from logits).
+    Derivation: derivations/01_losses_as_likelihoods.md, Eq. 1.6.
     """
     logits, target = _bce_operands("bce_with_logits_sum", logits, target)
     provider = provider_for(logits.data)

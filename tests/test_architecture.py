@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import inspect
 import pathlib
+import re
 
 import pytest
 
@@ -85,3 +86,5 @@ def test_every_public_op_links_its_derivation_or_says_why_not(name, fn):
     for link in links:
         target = REPO / link.split("#")[0]
         assert target.is_file(), f"ops.{name} links {link}, which does not exist"
+    for path, first in re.findall(r"(derivations/\S+\.md), Eq\. (\d+\.\d+)", doc):
+        assert f"Eq. {first}" in (REPO / path).read_text(), f"ops.{name} cites Eq. {first}, which {path} does not have"

@@ -200,9 +200,12 @@ def test_transpose_takes_negative_axes_and_concat_takes_dtype_from_any_tensor():
         assert mv.concat(parts).dtype == "float64"
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="softplus(x, beta) needs a beta argument in ops.softplus (an activation with a provider kernel)")
 def test_softplus_with_beta():
     x = t((3, 2))
     np.testing.assert_allclose(mv.softplus(x, beta=2.0).numpy(), np.logaddexp(0, 2 * x.numpy()) / 2, rtol=1e-12)
     assert mv.gradcheck(lambda x: mv.softplus(x, beta=2.0), [x]).ok
+    big = mv.tensor([-800.0, 0.0, 800.0], dtype="float64")  # no overflow for large beta·x
+    np.testing.assert_allclose(mv.softplus(big, beta=3.0).numpy(), [0.0, np.log(2) / 3, 800.0], rtol=1e-12)
+    for wrong in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="softplus: beta"):
+            mv.softplus(x, beta=wrong)
