@@ -24,7 +24,7 @@ import numpy as np
 from scipy import special
 
 import minivae as mv
-from derivations.table import Table, main
+from derivations.table import Table, central_difference, main
 
 TITLE = "Topic 2: backprop through a dense layer and activations (VJPs by hand)"
 
@@ -89,17 +89,6 @@ def two_layer_vjp(X, W1, b1, W2, b2, G) -> dict[str, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- references
-def _central_difference(loss: Callable[[np.ndarray], float], value: np.ndarray, h: float = FD_STEP) -> np.ndarray:
-    """dL/dvalue, one entry at a time: (L(v + h e_i) - L(v - h e_i)) / 2h."""
-    grad = np.zeros_like(value)
-    for i in np.ndindex(value.shape):
-        plus, minus = value.copy(), value.copy()
-        plus[i] += h
-        minus[i] -= h
-        grad[i] = (loss(plus) - loss(minus)) / (2 * h)
-    return grad
-
-
 def _leaf(a: np.ndarray) -> mv.Tensor:
     return mv.tensor(a, requires_grad=True, dtype="float64")
 
@@ -135,9 +124,9 @@ def run(plot_dir: str | None = None) -> Table:
 
     # ... and against finite differences, perturbing one argument at a time.
     fd = {
-        "X": _central_difference(lambda v: float(np.sum(G * linear_forward(v, W, b))), X),
-        "W": _central_difference(lambda v: float(np.sum(G * linear_forward(X, v, b))), W),
-        "b": _central_difference(lambda v: float(np.sum(G * linear_forward(X, W, v))), b),
+        "X": central_difference(lambda v: float(np.sum(G * linear_forward(v, W, b))), X, FD_STEP),
+        "W": central_difference(lambda v: float(np.sum(G * linear_forward(X, v, b))), W, FD_STEP),
+        "b": central_difference(lambda v: float(np.sum(G * linear_forward(X, W, v))), b, FD_STEP),
     }
     for name in ("X", "W", "b"):
         t.equal(f"Eq 2.1 d{name} by hand vs central differences", hand[name], fd[name], FD_TOL,
@@ -161,7 +150,7 @@ def run(plot_dir: str | None = None) -> Table:
         (ENGINE_ACTIVATIONS[name](xt) * g).sum().backward()
         t.equal(f"Eq {number} {name} VJP by hand vs engine backward", hand_vjp, np.asarray(xt.grad), EXACT_TOL)
         f = ACTIVATIONS[name]
-        fd_vjp = _central_difference(lambda v: float(np.sum(g * f(v))), x)
+        fd_vjp = central_difference(lambda v: float(np.sum(g * f(v))), x, FD_STEP)
         t.equal(f"Eq {number} {name} VJP by hand vs central differences", hand_vjp, fd_vjp, FD_TOL,
                 note=f"step {FD_STEP:g}")
 
@@ -179,7 +168,7 @@ def run(plot_dir: str | None = None) -> Table:
     def net_loss(W1_: np.ndarray) -> float:
         return float(np.sum(G2 * linear_forward(np.tanh(linear_forward(X, W1_, b1)), W2, b2)))
 
-    t.equal("Eq 2.6 two-layer dW1 by hand vs central differences", hand2["W1"], _central_difference(net_loss, W1), FD_TOL,
+    t.equal("Eq 2.6 two-layer dW1 by hand vs central differences", hand2["W1"], central_difference(net_loss, W1, FD_STEP), FD_TOL,
             note=f"step {FD_STEP:g}")
 
     if plot_dir is not None:

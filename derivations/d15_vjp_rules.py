@@ -28,7 +28,7 @@ import numpy as np
 from scipy import special
 
 import minivae as mv
-from derivations.table import Table, main
+from derivations.table import Table, central_difference, main
 
 TITLE = "Topic 15: the VJP rules of the engine's ops, by hand"
 
@@ -313,18 +313,6 @@ def nll_loss_vjp(log_probs, labels, g, reduction: str = "mean"):
 
 
 # =========================================================================== references
-def central_difference(loss: Callable[[np.ndarray], float], value: np.ndarray, h: float = FD_STEP) -> np.ndarray:
-    """dL/dvalue one entry at a time: (L(v + h eᵢ) - L(v - h eᵢ)) / 2h, in float64."""
-    value = np.asarray(value, dtype=np.float64)
-    grad = np.zeros_like(value)
-    for i in np.ndindex(value.shape):
-        plus, minus = value.copy(), value.copy()
-        plus[i] += h
-        minus[i] -= h
-        grad[i] = (loss(plus) - loss(minus)) / (2 * h)
-    return grad
-
-
 def _leaf(a) -> mv.Tensor:
     return mv.tensor(np.array(a, dtype=np.float64), requires_grad=True, dtype="float64")
 
@@ -346,7 +334,7 @@ def numeric_vjp(f_np: Callable, inputs: Sequence[np.ndarray], g) -> list[np.ndar
             args[i] = v
             return float(np.sum(g * f_np(*args)))
 
-        grads.append(central_difference(loss, inputs[i]))
+        grads.append(central_difference(loss, inputs[i], FD_STEP))
     return grads
 
 
@@ -404,7 +392,7 @@ def _check_vjp_idea(t: Table, rng) -> None:
     def f_np(v):
         return np.tanh(A @ v) * v[:3] ** 2
 
-    J = np.stack([central_difference(lambda v, i=i: float(f_np(v)[i]), x) for i in range(3)])  # row i = ∇yᵢ
+    J = np.stack([central_difference(lambda v, i=i: float(f_np(v)[i]), x, FD_STEP) for i in range(3)])  # row i = ∇yᵢ
     hand = vjp_from_jacobian(J, g)
     t.equal("Eq 15.1 x̄ = Jᵀg (J by differences) vs engine", hand,
             engine_vjp(lambda v: mv.tanh(mv.tensor(A, dtype="float64") @ v) * v[:3] ** 2, [x], g)[0], FD_TOL)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import minivae as mv
+from derivations.table import central_difference
 from minivae.cli.models import gradcheck_model
 from minivae.models import build_model
 from minivae.models.vqvae import (
@@ -19,16 +20,6 @@ from minivae.tensor import no_grad
 
 def _t(a, grad=True):
     return mv.tensor(np.asarray(a, dtype=np.float64), requires_grad=grad, dtype="float64")
-
-
-def _central_differences(fn, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    out = np.zeros_like(array)
-    for i in np.ndindex(array.shape):
-        plus, minus = array.copy(), array.copy()
-        plus[i] += eps
-        minus[i] -= eps
-        out[i] = (fn(plus) - fn(minus)) / (2 * eps)
-    return out
 
 
 # --------------------------------------------------------------------------- nearest_code
@@ -111,7 +102,7 @@ def test_straight_through_value_is_z_q_and_its_vjp_is_the_surrogates_derivative(
     out = straight_through(zt, qt)
     np.testing.assert_array_equal(out.numpy(), zq0)
     (mv.sin(out) * mv.tensor(w, dtype="float64")).sum().backward()
-    numeric = _central_differences(lambda v: f(v + (zq0 - z0)), z0)
+    numeric = central_difference(lambda v: f(v + (zq0 - z0)), z0, 1e-6)
     np.testing.assert_allclose(zt.grad, numeric, atol=1e-8)
     assert qt.grad is None  # the sg[] part: z_q gets nothing
 
