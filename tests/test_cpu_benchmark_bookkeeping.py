@@ -1,0 +1,62 @@
+"""benchmarks/cpu_step.py's bookkeeping: ratios per round, medians over rounds, target verdicts.
+
+No timing here (timings live in the benchmark); these tests feed the summary made-up
+per-round medians and check the arithmetic and the HOLDS / MISSED lines.
+"""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_step.py"
+
+
+@pytest.fixture(scope="module")
+def cpu_step():
+    spec = importlib.util.spec_from_file_location("cpu_step", PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _child(rnd, family, batch, threads, ms):
+    rows = {name: {"ms_median": value, "ms_min": value * 0.9, "cpu_ms_median": value, "page_faults_per_step": 0}
+            for name, value in ms.items()}
+    return {"round": rnd, "family": family, "batch": batch, "threads": threads, "rows": rows}
+
+
+def test_ratios_are_medians_of_per_round_ratios(cpu_step):
+    children = []
+    for rnd, (mv_ms, limit_ms, torch_ms) in enumerate([(10.0, 8.0, 20.0), (30.0, 20.0, 40.0), (12.0, 10.0, 10.0)]):
+        children.append(_child(rnd, "numpy", 128, 1, {"minivae-user-adam": mv_ms, "matmul-limit": limit_ms}))
+        children.append(_child(rnd, "torch", 128, 1, {"torch-user-adam": torch_ms}))
+    names = ["minivae-user-adam", "matmul-limit", "torch-user-adam"]
+    rows = {r["variant"]: r for r in cpu_step.summarise(children, names, [128], [1])}
+    row = rows["minivae-user-adam"]
+    assert row["ms_median"] == 12.0  # median of 10, 30, 12
+    assert row["vs_torch_rounds"] == [0.5, 0.75, 1.2] and row["vs_torch"] == 0.75
+    assert row["vs_limit_rounds"] == [1.25, 1.5, 1.2] and row["vs_limit"] == 1.25
+    assert rows["matmul-limit"]["vs_limit"] is None  # not compared with itself
+    lines = cpu_step.check_targets(list(rows.values()), [])
+    assert any(line.startswith("HOLDS ") and "vs torch-user-adam" in line and "0.75x" in line for line in lines)
+    assert any(line.startswith("HOLDS ") and "five big products" in line and "1.25x" in line for line in lines)
+
+
+def test_missed_targets_and_memory_verdicts(cpu_step):
+    children = [_child(0, "numpy", 1024, 2, {"minivae-user-sgd": 40.0, "matmul-limit": 20.0}),
+                _child(0, "torch", 1024, 2, {"torch-user-sgd": 45.0})]
+    rows = cpu_step.summarise(children, ["minivae-user-sgd", "matmul-limit", "torch-user-sgd"], [1024], [2])
+    memory = [{"variant": "minivae-user-sgd", "batch": 1024, "train_peak_mb": 90.0},
+              {"variant": "torch-user-sgd", "batch": 1024, "train_peak_mb": 80.0}]
+    lines = cpu_step.check_targets(rows, memory)
+    assert "MISSED minivae-user-sgd vs torch-user-sgd, batch 1024, 2 thread(s): 0.89x (target <= 0.8x)" in lines
+    assert any(line.startswith("MISSED") and "five big products" in line and "2.00x" in line for line in lines)
+    assert "MISSED memory minivae-user-sgd vs torch-user-sgd, batch 1024: 90 vs 80 MB train peak" in lines
+
+
+def test_every_variant_builds_a_step_and_the_limit_runs(cpu_step):
+    """The NumPy-side builders make a callable step at a tiny batch (no timing)."""
+    for name in ("minivae-user-sgd", "minivae-seq-adam", "minivae-sliced-adam", "matmul-limit", "numpy-floor"):
+        step = cpu_step.VARIANTS[name].build(4, 0)
+        assert isinstance(step(), float)
