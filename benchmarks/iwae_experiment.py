@@ -197,6 +197,7 @@ def write_json(path: Path, obj: Any) -> None:
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(temp, 0o644)  # mkstemp makes it private; a result file is for everyone to read
         os.replace(temp, path)
     finally:
         Path(temp).unlink(missing_ok=True)

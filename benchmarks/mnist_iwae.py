@@ -144,12 +144,15 @@ def report(folder: Path, date: str, other_folders: list[Path] = ()) -> int:
     """Join the records of ``folder`` (the main seed) and of ``other_folders`` (other seeds)."""
     records: dict = {}
     others: dict = {}
-    for path in sorted(folder.glob("*-k*.json")):
+    for path in sorted(p for p in folder.glob("*-k*.json") if not p.name.startswith(".")):  # not in-progress files
         rec = json.loads(path.read_text())
         records[(rec["framework"], rec["model"], rec["k"])] = rec
     for other in other_folders:
-        for path in sorted(Path(other).glob("*-k*.json")):
+        for path in sorted(p for p in Path(other).glob("*-k*.json") if not p.name.startswith(".")):
             rec = json.loads(path.read_text())
+            if rec["truncated"]:  # stopped early by --stop-at: not the same schedule, so not a seed of this cell
+                print(f"left out (truncated at {rec['passes']} passes): {path}")
+                continue
             others.setdefault((rec["framework"], rec["model"], rec["k"]), []).append(rec)
     if not records:
         print(f"--report: no run records in {folder}")
@@ -195,8 +198,11 @@ def _figure(records: dict, first: dict, path: Path) -> None:
     ax.set_xlabel("passes over the training set")
     ax.set_ylabel(f"test NLL = -L_{s['k_eval']} (nats), {s['curve_images']} test images")
     cpu, cores = first["machine"]["cpu"], first["machine"]["cores"]
-    ax.set_title(f"MNIST, IWAE paper architecture, first {s['stages']} stages of its schedule\n"
-                 f"{cpu}, {cores} cores, 1 thread per framework; solid minivae, dashed PyTorch", fontsize=9)
+    passes = sum(st["passes"] for st in first["schedule"])
+    ax.set_xticks(range(1, passes + 1))
+    ax.set_title(f"MNIST, IWAE paper architecture, first {s['stages']} stages of its schedule "
+                 f"({passes} passes over {s['train_images']} training images)\n"
+                 f"{cpu}, {cores} cores (shared), 1 thread per framework; solid minivae, dashed PyTorch", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
