@@ -259,12 +259,13 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
     y = provider.matmul(rows, weight.data, bias=None if bias is None else bias.data)
     if activation is not None:  # the product is ours alone: f may overwrite it
         y = provider.activation(activation, y, slope, inplace=True)
+    kept = y if activation is not None else None  # backward needs the output only for f'
 
     def backward(g):
         g = g.reshape(-1, weight.shape[1])
         gb = None
         if activation is not None:
-            g, gb = provider.activation_grad_bias(activation, g, y, slope)
+            g, gb = provider.activation_grad_bias(activation, g, kept, slope)
         elif bias is not None and _need(bias):
             gb = provider.column_sum(g)
         gx = provider.matmul(g, weight.data, trans_b=True).reshape(x.shape) if _need(x) else None
