@@ -60,17 +60,9 @@ def _relu_backward(grad_out, y, grad_in):
             grad_in[r, c] = grad_out[r, c] * _activation_grad(formulas.RELU, y[r, c], 0.0)
 
 
-@_serial
-def _bce_combine(logits, target, log1p_e, out):
-    rows, cols = logits.shape
-    for r in range(rows):
-        for c in range(cols):
-            out[r, c] = _bce_from_log1p(logits[r, c], target[r, c], log1p_e[r, c])
-
-
-# The in-place twins below write into an array they also read (one argument, not two
-# that are the same buffer): when two arguments alias, the compiled loop detects the
-# overlap at run time and takes its scalar path, measured 4-6x slower than the SIMD one.
+# The BCE passes write into an array they also read, given as ONE argument: when two
+# arguments alias the same buffer, the compiled loop detects the overlap at run time and
+# takes its scalar path, measured 4-6x slower than the SIMD one.
 
 
 @_serial
@@ -98,24 +90,6 @@ def _bce_grad_full_inplace(logits, target, e, grad_out):
     for r in range(rows):
         for c in range(cols):
             e[r, c] = grad_out[r, c] * (_sigmoid_from_saved(logits[r, c], e[r, c]) - target[r, c])
-
-
-@_serial
-def _bce_grad_rows(logits, target, e, grad_rows, grad_in):
-    """One upstream value per row: the gradient of a row sum (or of a total sum)."""
-    rows, cols = logits.shape
-    for r in range(rows):
-        g = grad_rows[r]
-        for c in range(cols):
-            grad_in[r, c] = g * (_sigmoid_from_saved(logits[r, c], e[r, c]) - target[r, c])
-
-
-@_serial
-def _bce_grad_full(logits, target, e, grad_out, grad_in):
-    rows, cols = logits.shape
-    for r in range(rows):
-        for c in range(cols):
-            grad_in[r, c] = grad_out[r, c] * (_sigmoid_from_saved(logits[r, c], e[r, c]) - target[r, c])
 
 
 @_serial
@@ -182,50 +156,36 @@ def relu_backward_bias(grad_out: np.ndarray, y: np.ndarray, grad_in: np.ndarray,
     return grad_in
 
 
-def bce_logits_combine(logits: np.ndarray, target: np.ndarray, log1p_e: np.ndarray,
-                       out: np.ndarray) -> np.ndarray:
-    """out = max(l, 0) - l * x + log1p_e, where log1p_e = log1p(e^-|l|) was computed by the
-    caller (NumPy's vectorised exp and log1p). out may be log1p_e (then in place)."""
-    inplace = out is log1p_e
-    logits, target, log1p_e, out = (_rows("logits", logits), _rows("target", target),
-                                    _rows("log1p_e", log1p_e), _rows("out", out))
-    if not logits.shape == target.shape == log1p_e.shape == out.shape:
-        _same_shape(logits=logits, target=target, log1p_e=log1p_e, out=out)
-    if inplace:
-        _bce_combine_inplace(logits, target, out)
-    else:
-        _bce_combine(logits, target, log1p_e, out)
-    return out
+def bce_logits_combine(logits: np.ndarray, target: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """values = max(l, 0) - l * x + values, in place, where ``values`` holds log1p(e^-|l|)
+    on entry (computed by the caller with NumPy's vectorised exp and log1p)."""
+    logits, target, values = _rows("logits", logits), _rows("target", target), _rows("values", values)
+    if not logits.shape == target.shape == values.shape:
+        _same_shape(logits=logits, target=target, values=values)
+    _bce_combine_inplace(logits, target, values)
+    return values
 
 
-def bce_logits_backward_saved(logits: np.ndarray, target: np.ndarray, e: np.ndarray, grad_in: np.ndarray,
-                              *, grad_rows: np.ndarray | None = None,
+def bce_logits_backward_saved(logits: np.ndarray, target: np.ndarray, e: np.ndarray, *,
+                              grad_rows: np.ndarray | None = None,
                               grad_out: np.ndarray | None = None) -> np.ndarray:
-    """grad_in = g * (sigmoid(l) - x) from e = e^-|l| saved by the forward pass.
+    """e = g * (sigmoid(l) - x), in place, from e = e^-|l| saved by the forward pass (each
+    element of e is read before it is overwritten).
 
     g is ``grad_rows[r]`` (one value per row, shape (rows,)) or ``grad_out`` (full shape).
-    grad_in may be e (each element of e is read before it is overwritten; then in place).
     """
-    inplace = grad_in is e
-    logits, target, e, grad_in = _rows("logits", logits), _rows("target", target), _rows("e", e), _rows("grad_in", grad_in)
-    if not logits.shape == target.shape == e.shape == grad_in.shape:
-        _same_shape(logits=logits, target=target, e=e, grad_in=grad_in)
+    logits, target, e = _rows("logits", logits), _rows("target", target), _rows("e", e)
+    if not logits.shape == target.shape == e.shape:
+        _same_shape(logits=logits, target=target, e=e)
     if (grad_rows is None) == (grad_out is None):
         raise ValueError("pass exactly one of grad_rows and grad_out")
     if grad_rows is not None:
-        grad_rows = _vector("grad_rows", grad_rows, logits.shape[0])
-        if inplace:
-            _bce_grad_rows_inplace(logits, target, e, grad_rows)
-        else:
-            _bce_grad_rows(logits, target, e, grad_rows, grad_in)
+        _bce_grad_rows_inplace(logits, target, e, _vector("grad_rows", grad_rows, logits.shape[0]))
     else:
         grad_out = _rows("grad_out", grad_out)
         _same_shape(logits=logits, grad_out=grad_out)
-        if inplace:
-            _bce_grad_full_inplace(logits, target, e, grad_out)
-        else:
-            _bce_grad_full(logits, target, e, grad_out, grad_in)
-    return grad_in
+        _bce_grad_full_inplace(logits, target, e, grad_out)
+    return e
 
 
 def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,

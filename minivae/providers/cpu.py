@@ -100,7 +100,7 @@ class CpuProvider(ReferenceProvider):
         e = _exp_neg_abs(logits)
         values = ARENA.empty(e.shape, e.dtype)
         np.log1p(e, out=values)  # (into a buffer: for a 0-d e, np.log1p(e) would be a new scalar)
-        kc.bce_logits_combine(_rows(logits), _rows(target), _rows(values), _rows(values))
+        kc.bce_logits_combine(_rows(logits), _rows(target), _rows(values))
         return values, e
 
     def bce_logits_row_sums(self, logits, target, block: int = 256):
@@ -118,7 +118,7 @@ class CpuProvider(ReferenceProvider):
             stop = min(start + block, l2.shape[0])
             values = scratch[: stop - start]
             np.log1p(e2[start:stop], out=values)
-            kc.bce_logits_combine(l2[start:stop], t2[start:stop], values, values)
+            kc.bce_logits_combine(l2[start:stop], t2[start:stop], values)
             values.sum(axis=-1, out=sums[start:stop])
         return sums.reshape(logits.shape[:-1]), e
 
@@ -135,9 +135,9 @@ class CpuProvider(ReferenceProvider):
         l2, t2, e2 = _rows(logits), _rows(target), _rows(e)
         if g.strides[-1] == 0:
             per_row = np.ascontiguousarray(g[..., 0]).reshape(-1)
-            kc.bce_logits_backward_saved(l2, t2, e2, e2, grad_rows=per_row)
+            kc.bce_logits_backward_saved(l2, t2, e2, grad_rows=per_row)
         else:
-            kc.bce_logits_backward_saved(l2, t2, e2, e2, grad_out=_rows(_contiguous(g)))
+            kc.bce_logits_backward_saved(l2, t2, e2, grad_out=_rows(_contiguous(g)))
         return e
 
     @staticmethod
