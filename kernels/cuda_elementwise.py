@@ -293,17 +293,23 @@ def _kl_backward_kernel(mu, logvar, grad_rows, scale, grad_mu, grad_logvar):
         grad_logvar[row, col] = _gaussian_kl_grad_logvar(g, logvar[row, col])
 
 
-def kl_forward(mu, logvar, out, *, stream=0):
-    """out[i] = sum_j 0.5 * (exp(lv_ij) + mu_ij^2 - 1 - lv_ij): KL(q(z|x_i) || N(0, I)) per row."""
+def _launch_row_sums(kernel_for, names: tuple[str, str], a, b, out, stream):
+    """Stage (rows, cols) arrays ``a`` and ``b`` and an output of one value per row, and
+    launch a row-sum kernel from ``_row_sums_kernel`` on them (one row per threadIdx.y)."""
     stream = cuda_stream(stream)
     stage = HostStaging(stream)
-    d_mu, d_logvar = _rows(stage, "mu", mu), _rows(stage, "logvar", logvar)
-    _same_shape(mu=d_mu, logvar=d_logvar)
-    d_out = _vector(stage, "out", out, d_mu.shape[0], written=True)
-    blocks = max(1, -(-d_mu.shape[0] // RED_Y))
-    launch(kl_rows_kernel(np.dtype(d_out.dtype)), blocks, (RED_X, RED_Y), stream, d_mu, d_logvar, d_out)
+    d_a, d_b = _rows(stage, names[0], a), _rows(stage, names[1], b)
+    _same_shape(**{names[0]: d_a, names[1]: d_b})
+    d_out = _vector(stage, "out", out, d_a.shape[0], written=True)
+    blocks = max(1, -(-d_a.shape[0] // RED_Y))
+    launch(kernel_for(np.dtype(d_out.dtype)), blocks, (RED_X, RED_Y), stream, d_a, d_b, d_out)
     stage.finish()
     return out
+
+
+def kl_forward(mu, logvar, out, *, stream=0):
+    """out[i] = sum_j 0.5 * (exp(lv_ij) + mu_ij^2 - 1 - lv_ij): KL(q(z|x_i) || N(0, I)) per row."""
+    return _launch_row_sums(kl_rows_kernel, ("mu", "logvar"), mu, logvar, out, stream)
 
 
 def kl_backward(mu, logvar, grad_rows, grad_mu, grad_logvar, *, scale: float = 1.0, stream=0):
@@ -416,15 +422,7 @@ def bce_logits_sum(logits, target, out, *, accumulate: bool = False, stream=0):
 def bce_logits_row_sums(logits, target, out, *, stream=0):
     """out[i] = sum over the columns of row i of the BCE above (out has shape (rows,)),
     fused: the per-element losses are never stored."""
-    stream = cuda_stream(stream)
-    stage = HostStaging(stream)
-    d_logits, d_target = _rows(stage, "logits", logits), _rows(stage, "target", target)
-    _same_shape(logits=d_logits, target=d_target)
-    d_out = _vector(stage, "out", out, d_logits.shape[0], written=True)
-    blocks = max(1, -(-d_logits.shape[0] // RED_Y))
-    launch(bce_row_sums_kernel(np.dtype(d_out.dtype)), blocks, (RED_X, RED_Y), stream, d_logits, d_target, d_out)
-    stage.finish()
-    return out
+    return _launch_row_sums(bce_row_sums_kernel, ("logits", "target"), logits, target, out, stream)
 
 
 def bce_logits_backward(logits, target, grad_in, *, scale: float = 1.0, grad_out=None, grad_rows=None,
