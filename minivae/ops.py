@@ -1064,13 +1064,14 @@ def _bce_node(logits: Tensor, target: Tensor, value, saved, provider, expand_gra
     return Tensor.from_op(value, (logits, target), backward, op)
 
 
-def _bce_operands(op: str, logits: Any, target: Any) -> tuple[Tensor, Tensor]:
+def _bce_operands(op: str, logits: Any, target: Any) -> tuple[Tensor, Tensor, tuple[int, ...]]:
+    """The two operands as tensors of one dtype, and the shape they broadcast to."""
     logits, target = binary_operands(op, logits, target)
     try:
-        backend.numpy.broadcast_shapes(logits.shape, target.shape)
+        shape = backend.numpy.broadcast_shapes(logits.shape, target.shape)
     except ValueError:
         raise ValueError(f"{op}: logits {logits.shape} and target {target.shape} do not broadcast") from None
-    return logits, target
+    return logits, target, shape
 
 
 def bce_with_logits(logits: Tensor, target: Any) -> Tensor:
@@ -1081,7 +1082,7 @@ def bce_with_logits(logits: Tensor, target: Any) -> Tensor:
     the right-hand form being finite for every l.   ∂ℓ/∂l = σ(l) - x,   ∂ℓ/∂x = -l.
     Derivation: derivations/01_losses_as_likelihoods.md, Eq. 1.6.
     """
-    logits, target = _bce_operands("bce_with_logits", logits, target)
+    logits, target, _ = _bce_operands("bce_with_logits", logits, target)
     provider = provider_for(logits.data)
     value, saved = provider.bce_logits(logits.data, target.data)
     return _bce_node(logits, target, value, saved, provider, lambda g: g, "bce_with_logits")
@@ -1100,9 +1101,8 @@ def bce_with_logits_sum(logits: Tensor, target: Any, axis=None) -> Tensor:
     axes adds those row sums, which may differ from one flat sum in the last float bit.
     Derivation: derivations/01_losses_as_likelihoods.md, Eq. 1.6.
     """
-    logits, target = _bce_operands("bce_with_logits_sum", logits, target)
+    logits, target, shape = _bce_operands("bce_with_logits_sum", logits, target)
     provider = provider_for(logits.data)
-    shape = backend.numpy.broadcast_shapes(logits.shape, target.shape)
     axes = _axes(axis, len(shape))
     if logits.shape == target.shape and axes and axes[-1] == len(shape) - 1:
         sums, saved = provider.bce_logits_row_sums(logits.data, target.data)  # over the last axis
