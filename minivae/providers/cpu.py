@@ -74,8 +74,13 @@ class CpuProvider(ReferenceProvider):
             return np.maximum(x, 0, out=x if inplace else ARENA.empty(x.shape, x.dtype))
         return super().activation(name, x, slope)
 
+    @staticmethod
+    def _relu_loop_fits(name, g, y) -> bool:
+        """Whether the compiled ReLU backward loops take these arrays (after a contiguous copy)."""
+        return name == "relu" and g.ndim > 0 and g.shape == y.shape and g.dtype == y.dtype
+
     def activation_grad(self, name, g, y, slope):
-        if name != "relu" or g.ndim == 0 or g.shape != y.shape or g.dtype != y.dtype:
+        if not self._relu_loop_fits(name, g, y):
             return super().activation_grad(name, g, y, slope)
         g, y = _contiguous(g), _contiguous(y)
         grad = ARENA.empty(g.shape, g.dtype)
@@ -83,7 +88,7 @@ class CpuProvider(ReferenceProvider):
         return grad
 
     def activation_grad_bias(self, name, g, y, slope):
-        if name != "relu" or g.ndim == 0 or g.shape != y.shape or g.dtype != y.dtype:
+        if not self._relu_loop_fits(name, g, y):
             return super().activation_grad_bias(name, g, y, slope)
         g, y = _contiguous(g), _contiguous(y)
         grad = ARENA.empty(g.shape, g.dtype)
