@@ -34,11 +34,11 @@ def _arr(shape, dtype, scale=2.0, transpose=False):
     return a.T if transpose else a
 
 
-def _same(got, want, dtype):
+def _assert_same(got, want, dtype):
     if isinstance(want, tuple):
         assert isinstance(got, tuple) and len(got) == len(want)
         for g, w in zip(got, want):
-            _same(g, w, dtype)
+            _assert_same(g, w, dtype)
         return
     got, want = np.asarray(got), np.asarray(want)
     assert got.shape == want.shape
@@ -111,34 +111,34 @@ def test_methods_match_the_reference(name, layout, dtype):
     x, g = _arr(shape, dtype, transpose=transposed), _arr(shape, dtype, transpose=transposed)
     w = _arr((shape[1], 3), dtype)
     for kwargs, a, b in (({}, x, w), ({"trans_b": True}, x, w.T.copy()), ({"trans_a": True}, x, g)):
-        _same(_call_unmutated(provider, "matmul", (a, b), kwargs), REF.matmul(a, b, **kwargs), dtype)
+        _assert_same(_call_unmutated(provider, "matmul", (a, b), kwargs), REF.matmul(a, b, **kwargs), dtype)
     bias = _arr((6,), dtype)[::2]  # a strided bias
-    _same(_call_unmutated(provider, "matmul", (x, w), {"bias": bias}), REF.matmul(x, w, bias=bias), dtype)
-    _same(_call_unmutated(provider, "column_sum", (g,)), REF.column_sum(g), dtype)
+    _assert_same(_call_unmutated(provider, "matmul", (x, w), {"bias": bias}), REF.matmul(x, w, bias=bias), dtype)
+    _assert_same(_call_unmutated(provider, "column_sum", (g,)), REF.column_sum(g), dtype)
     for act in base.ACTIVATION_NAMES:
         y = _call_unmutated(provider, "activation", (act, x, 0.1))
-        _same(y, REF.activation(act, x, 0.1), dtype)
-        _same(_call_unmutated(provider, "activation_grad", (act, g, y, 0.1)), REF.activation_grad(act, g, y, 0.1), dtype)
-        _same(_call_unmutated(provider, "activation_grad_bias", (act, g, y, 0.1)),
+        _assert_same(y, REF.activation(act, x, 0.1), dtype)
+        _assert_same(_call_unmutated(provider, "activation_grad", (act, g, y, 0.1)), REF.activation_grad(act, g, y, 0.1), dtype)
+        _assert_same(_call_unmutated(provider, "activation_grad_bias", (act, g, y, 0.1)),
               REF.activation_grad_bias(act, g, y, 0.1), dtype)
         owned = x.copy()
-        _same(provider.activation(act, owned, 0.1, inplace=True), REF.activation(act, x, 0.1), dtype)
+        _assert_same(provider.activation(act, owned, 0.1, inplace=True), REF.activation(act, x, 0.1), dtype)
     mu, lv, eps = x, _arr(shape, dtype, transpose=transposed), g
-    _same(_call_unmutated(provider, "reparam", (mu, lv, eps)), REF.reparam(mu, lv, eps), dtype)
-    _same(_call_unmutated(provider, "reparam_grad_logvar", (g, lv, eps)), REF.reparam_grad_logvar(g, lv, eps), dtype)
-    _same(_call_unmutated(provider, "kl_rows", (mu, lv)), REF.kl_rows(mu, lv), dtype)
+    _assert_same(_call_unmutated(provider, "reparam", (mu, lv, eps)), REF.reparam(mu, lv, eps), dtype)
+    _assert_same(_call_unmutated(provider, "reparam_grad_logvar", (g, lv, eps)), REF.reparam_grad_logvar(g, lv, eps), dtype)
+    _assert_same(_call_unmutated(provider, "kl_rows", (mu, lv)), REF.kl_rows(mu, lv), dtype)
     rows = _arr(shape[:1], dtype)
-    _same(_call_unmutated(provider, "kl_grads", (mu, lv, rows)), REF.kl_grads(mu, lv, rows), dtype)
+    _assert_same(_call_unmutated(provider, "kl_grads", (mu, lv, rows)), REF.kl_grads(mu, lv, rows), dtype)
     logits, target = 10 * x, RNG.uniform(0, 1, x.shape).astype(dtype)
     value, saved = _call_unmutated(provider, "bce_logits", (logits, target))
-    _same(value, REF.bce_logits(logits, target)[0], dtype)
+    _assert_same(value, REF.bce_logits(logits, target)[0], dtype)
     want_grad = REF.bce_logits_grad(logits, target, None, g)
-    _same(provider.bce_logits_grad(logits, target, saved, g), want_grad, dtype)
+    _assert_same(provider.bce_logits_grad(logits, target, saved, g), want_grad, dtype)
     sums, saved = _call_unmutated(provider, "bce_logits_row_sums", (logits, target))
-    _same(sums, REF.bce_logits_row_sums(logits, target)[0], dtype)
+    _assert_same(sums, REF.bce_logits_row_sums(logits, target)[0], dtype)
     summed = np.broadcast_to(rows[:, None], logits.shape)  # the stride-0 gradient of a row sum
-    _same(provider.bce_logits_grad(logits, target, saved, summed), REF.bce_logits_grad(logits, target, None, summed), dtype)
-    _same(provider.bce_logits_grad(logits, target, None, g), want_grad, dtype)
+    _assert_same(provider.bce_logits_grad(logits, target, saved, summed), REF.bce_logits_grad(logits, target, None, summed), dtype)
+    _assert_same(provider.bce_logits_grad(logits, target, None, g), want_grad, dtype)
 
 
 @pytest.mark.parametrize("name", ["cpu", "cuda-sim"])
@@ -148,19 +148,19 @@ def test_zero_d_and_broadcast_operands_match_the_reference(name):
         s = np.asarray(0.5, dtype=dtype)
         zero = np.asarray(0.0, dtype=dtype)
         for act in base.ACTIVATION_NAMES:
-            _same(provider.activation(act, s, 0.1), REF.activation(act, s, 0.1), dtype)
-            _same(provider.activation_grad(act, s, s, 0.1), REF.activation_grad(act, s, s, 0.1), dtype)
+            _assert_same(provider.activation(act, s, 0.1), REF.activation(act, s, 0.1), dtype)
+            _assert_same(provider.activation_grad(act, s, s, 0.1), REF.activation_grad(act, s, s, 0.1), dtype)
         # logit 0.5, target 0: ln(1 + e^0.5) = 0.974 (a 0-d value once came back as 0.474)
         value, saved = provider.bce_logits(s, zero)
-        _same(value, REF.bce_logits(s, zero)[0], dtype)
+        _assert_same(value, REF.bce_logits(s, zero)[0], dtype)
         assert float(value) == pytest.approx(np.log1p(np.exp(0.5)), rel=1e-6)
-        _same(provider.bce_logits_grad(s, zero, saved, s), REF.bce_logits_grad(s, zero, None, s), dtype)
+        _assert_same(provider.bce_logits_grad(s, zero, saved, s), REF.bce_logits_grad(s, zero, None, s), dtype)
         mu, lv = _arr((4, 3), dtype), _arr((1, 3), dtype)  # logvar broadcast over rows
         eps = _arr((2, 4, 3), dtype)  # extra sample axis
-        _same(provider.reparam(mu, lv, eps), REF.reparam(mu, lv, eps), dtype)
-        _same(provider.kl_rows(mu, lv), REF.kl_rows(mu, lv), dtype)
+        _assert_same(provider.reparam(mu, lv, eps), REF.reparam(mu, lv, eps), dtype)
+        _assert_same(provider.kl_rows(mu, lv), REF.kl_rows(mu, lv), dtype)
         logits, target = _arr((4, 3), dtype), RNG.uniform(0, 1, (1, 3)).astype(dtype)
-        _same(provider.bce_logits(logits, target)[0], REF.bce_logits(logits, target)[0], dtype)
+        _assert_same(provider.bce_logits(logits, target)[0], REF.bce_logits(logits, target)[0], dtype)
 
 
 @pytest.mark.parametrize("name", ["cpu", "cuda-sim"])
@@ -176,7 +176,7 @@ def test_adam_matches_the_reference_including_strided_parameters(name):
             for step in (1, 2, 3):
                 who.adam(view, grad, m, v, 0.01, 0.9, 0.999, 1e-8, step, 0.1)
             states[who.name] = (p, m, v)
-        _same(states[provider.name], states[REF.name], dtype)
+        _assert_same(states[provider.name], states[REF.name], dtype)
 
 
 # --------------------------------------------------------------------- through the engine
