@@ -31,6 +31,7 @@ import numpy as np
 from scipy.special import logsumexp
 from tqdm import tqdm
 
+from minivae import losses
 from minivae.providers import backend
 from minivae.distributions import Normal
 from minivae.random import Generator
@@ -99,15 +100,16 @@ def _log_q_matrix(
     starts = range(0, n, chunk)
     if progress:
         starts = tqdm(starts, desc=f"I(z; x) on {n} examples", unit="chunk", leave=False, dynamic_ncols=True)
-    for start in starts:
-        zc = z[start : start + chunk, None, :]  # (c, 1, D) against every x_j (1, N, D)
-        if kind == "gaussian":
-            mu, lv = params["mu"][None], params["logvar"][None]
-            terms = -0.5 * (math.log(2 * math.pi) + lv + (zc - mu) ** 2 * np.exp(-lv))
-        else:
-            l = params["logits"][None]
-            terms = zc * -np.logaddexp(0.0, -l) + (1.0 - zc) * -np.logaddexp(0.0, l)
-        out[start : start + chunk] = terms.sum(-1)
+    # The log-densities are the engine's losses (float64, no graph): one home for each formula.
+    as64 = {name: Tensor(value[None], dtype="float64") for name, value in params.items()}  # every x_j: (1, N, D)
+    with no_grad():
+        for start in starts:
+            zc = Tensor(z[start : start + chunk, None, :], dtype="float64")  # (c, 1, D)
+            if kind == "gaussian":
+                nll = losses.gaussian_nll(as64["mu"], zc, as64["logvar"], reduction="sum", axis=-1)
+            else:
+                nll = losses.bce_with_logits(as64["logits"], zc, reduction="sum", axis=-1)
+            out[start : start + chunk] = -backend.to_numpy(nll.data)
     return out
 
 
