@@ -454,24 +454,26 @@ def bce_logits_backward(logits, target, grad_in, *, scale: float = 1.0, grad_out
 
 
 @cuda.jit
-def _adam_kernel(param, grad, m, v, lr, beta1, beta2, eps, bias_corr1, bias_corr2, weight_decay, decoupled):
+def _adam_kernel(param, grad, m, v, lr, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, bias_corr1, bias_corr2,
+                 weight_decay, decoupled):
     for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
-        p, m_new, v_new = _adam(param[i], grad[i], m[i], v[i], lr, beta1, beta2, eps,
-                                bias_corr1, bias_corr2, weight_decay, decoupled)
+        p, m_new, v_new = _adam(param[i], grad[i], m[i], v[i], lr, beta1, beta2, one_minus_beta1, one_minus_beta2,
+                                eps, bias_corr1, bias_corr2, weight_decay, decoupled)
         param[i] = p
         m[i] = m_new
         v[i] = v_new
 
 
 @cuda.jit
-def _adam_rows_kernel(param, grad, m, v, lr, beta1, beta2, eps, bias_corr1, bias_corr2, weight_decay, decoupled):
+def _adam_rows_kernel(param, grad, m, v, lr, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, bias_corr1,
+                      bias_corr2, weight_decay, decoupled):
     # The same update for a 2-D parameter (a weight matrix), so that it needs no 1-D view.
     cols = param.shape[1]
     for i in range(cuda.grid(1), param.shape[0] * cols, cuda.gridsize(1)):
         row = i // cols
         col = i - row * cols
         p, m_new, v_new = _adam(param[row, col], grad[row, col], m[row, col], v[row, col], lr, beta1, beta2,
-                                eps, bias_corr1, bias_corr2, weight_decay, decoupled)
+                                one_minus_beta1, one_minus_beta2, eps, bias_corr1, bias_corr2, weight_decay, decoupled)
         param[row, col] = p
         m[row, col] = m_new
         v[row, col] = v_new
@@ -500,7 +502,7 @@ def adam_update(param, grad, m, v, lr: float, beta1: float, beta2: float, eps: f
         kernel, (d_param, d_grad, d_m, d_v) = _adam_kernel, (flat(a) for a in arrays.values())
     t = np.dtype(d_param.dtype).type
     launch(kernel, grid_1d(d_param.size), THREADS_1D, stream,
-           d_param, d_grad, d_m, d_v, t(lr), t(beta1), t(beta2), t(eps),
+           d_param, d_grad, d_m, d_v, t(lr), t(beta1), t(beta2), t(1.0 - beta1), t(1.0 - beta2), t(eps),
            t(1.0 - beta1**step), t(1.0 - beta2**step), t(weight_decay), bool(decoupled))
     stage.finish()
     return param

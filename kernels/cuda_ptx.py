@@ -114,8 +114,8 @@ def variants() -> list[Variant]:
         add(ew.bce_row_sums_kernel(dtype), "", m2, m2, m1)
         for mode, grad in ((ew._GRAD_SCALE, m2), (ew._GRAD_FULL, m2), (ew._GRAD_ROWS, m1)):
             add(ew.bce_backward_kernel(mode), f"grad_mode={mode}", m2, m2, grad, f, m2)
-        add(ew._adam_kernel, "", m1, m1, m1, m1, f, f, f, f, f, f, f, flag)
-        add(ew._adam_rows_kernel, "", m2, m2, m2, m2, f, f, f, f, f, f, f, flag)
+        add(ew._adam_kernel, "", m1, m1, m1, m1, f, f, f, f, f, f, f, f, f, flag)
+        add(ew._adam_rows_kernel, "", m2, m2, m2, m2, f, f, f, f, f, f, f, f, f, flag)
         add(red._fill_kernel, "", m1, f)
         add(red.column_sum_kernel(dtype), "", m2, m1, flag, flag)
         add(red.total_sum_kernel(dtype), "", m1, m1, flag, flag)

@@ -254,11 +254,14 @@ def bce_with_logits_grad(g, logit, target):
 
 
 @register_jitable
-def adam(p, g, m, v, lr, beta1, beta2, eps, bias_corr1, bias_corr2, weight_decay, decoupled):
+def adam(p, g, m, v, lr, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, bias_corr1, bias_corr2,
+         weight_decay, decoupled):
     """One Adam step for one parameter element; returns (p_new, m_new, v_new).
 
     bias_corr1 = 1 - beta1^t and bias_corr2 = 1 - beta2^t are computed once per step
-    on the host, so no element evaluates a power.
+    on the host, so no element evaluates a power; so are 1 - beta1 and 1 - beta2, in
+    float64 before rounding to the parameters' dtype (in float32, 1 - float32(0.999)
+    would be 1.3e-5 off 0.001, and the EMA rate would differ from NumPy's and PyTorch's).
 
         L2 (decoupled=False, Adam + L2 penalty):  g <- g + wd * p
         m <- beta1 m + (1 - beta1) g
@@ -269,9 +272,8 @@ def adam(p, g, m, v, lr, beta1, beta2, eps, bias_corr1, bias_corr2, weight_decay
     """
     if not decoupled:
         g = g + weight_decay * p
-    one = cast(1.0, p)
-    m = beta1 * m + (one - beta1) * g
-    v = beta2 * v + (one - beta2) * g * g
+    m = beta1 * m + one_minus_beta1 * g
+    v = beta2 * v + one_minus_beta2 * g * g
     step = lr * (m / bias_corr1) / (math.sqrt(v / bias_corr2) + eps)
     if decoupled:
         step = step + lr * weight_decay * p

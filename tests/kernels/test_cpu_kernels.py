@@ -87,6 +87,16 @@ def test_adam_update_matches_numpy_adam(decoupled, shape):
         _check(actual, expected)
 
 
+def test_float32_adam_rates_are_rounded_once_like_numpy_and_torch():
+    # One step from m = v = 0 leaves m = f32(1 - beta1) g and v = f32(1 - beta2) g²: the rates
+    # are formed in float64 and rounded once. 1 - f32(0.999) would be 1.3e-5 off in v.
+    g = np.array([0.5, -3.0, 7.25], np.float32)
+    param, m, v = np.zeros(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    cpu.adam_update(param, g, m, v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=1)
+    np.testing.assert_array_equal(m, np.float32(1 - 0.9) * g)
+    np.testing.assert_array_equal(v, np.float32(1 - 0.999) * g * g)
+
+
 def test_rejects_bad_arguments():
     x = np.zeros((3, 4), np.float32)
     with pytest.raises(ValueError, match="shapes differ"):
