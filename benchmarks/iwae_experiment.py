@@ -23,8 +23,13 @@ Choices, as we read the paper (Section 5 and its appendix):
 - data: the 60000 MNIST training images, binarized dynamically (a fresh Bernoulli
   sample of each image every time it is used); the 10000 test images binarized
   once, with a fixed seed (the same 0/1 test set for every model);
-- VAE with k samples: the ELBO with its reconstruction term averaged over k
-  draws (KL in closed form); IWAE with k: the bound L_k;
+- VAE with k samples: the Monte Carlo ELBO, the average of the k log-weights
+  ln w_i = ln p(x|z_i) + ln p(z_i) - ln q(z_i|x) (KL sampled, not closed-form), as
+  the authors' code trains it (the gradient of Σ_i ln w_i / k); IWAE with k: the
+  bound L_k = ln (1/k) Σ_i w_i from the same log-weights. At k = 1 the two are
+  the same function (ln of one weight), so VAE k=1 and IWAE k=1 are one algorithm
+  with identical updates; Table 1 gives them one number, and so do we (both runs
+  are made and checked equal);
 - test NLL: -L_5000, 5000 importance samples per image, on a seeded subset of the
   test images when the machine cannot afford all 10000 (stated in the results);
 - active units: latent u is active when Cov_x(E_q(z|x)[u]) > 0.01 (the paper's

@@ -39,19 +39,16 @@ import iwae_experiment as exp  # noqa: E402
 from minivae import no_grad  # noqa: E402
 from minivae.models.ae import as_input  # noqa: E402
 from minivae.models.iwae import IWAE, importance_log_likelihood  # noqa: E402
-from minivae.models.vae import VAE  # noqa: E402
 from minivae.optim import Adam  # noqa: E402
 from minivae.providers import backend  # noqa: E402
 from minivae.random import Generator  # noqa: E402
 
 
 def build(model: str, k: int, weights: dict[str, np.ndarray]):
-    """VAE (k-sample ELBO) or IWAE (L_k), 784-200-200-50 tanh, Bernoulli decoder, given weights."""
-    common = dict(rng=Generator(0), activation="tanh", likelihood="bernoulli")
-    if model == "vae":
-        net = VAE(exp.INPUT, exp.LATENT, exp.HIDDEN, samples=k, **common)
-    else:
-        net = IWAE(exp.INPUT, exp.LATENT, exp.HIDDEN, k=k, **common)
+    """VAE (the k-sample Monte Carlo ELBO, mean of the log-weights) or IWAE (L_k),
+    784-200-200-50 tanh, Bernoulli decoder, given weights."""
+    net = IWAE(exp.INPUT, exp.LATENT, exp.HIDDEN, k=k, rng=Generator(0), activation="tanh",
+               likelihood="bernoulli", objective="elbo" if model == "vae" else "iwae")
     net.load_state_dict(weights)  # the shared Glorot-uniform draw replaces minivae's own init
     return net
 

@@ -88,17 +88,11 @@ class TorchAdapter(exp.Adapter):
         self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3, betas=exp.ADAM_BETAS, eps=exp.ADAM_EPS)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
-        if self.model == "vae":  # k-sample ELBO: reconstruction averaged over k draws, KL in closed form
-            mu, logvar = self.net.posterior(x)
-            shape = (self.k, *mu.shape) if self.k > 1 else tuple(mu.shape)
-            eps = torch.from_numpy(exp.normal_noise(self.noise, shape))
-            z = mu + torch.exp(0.5 * logvar) * eps
-            recon = -self.net.log_px_z(z, x)
-            if self.k > 1:
-                recon = recon.mean(0)
-            return (recon + kl_standard(mu, logvar)).mean()
         eps = torch.from_numpy(exp.normal_noise(self.noise, (self.k, len(x), exp.LATENT)))
-        bound = torch.logsumexp(log_weights(self.net, x, eps), 0) - math.log(self.k)
+        log_w = log_weights(self.net, x, eps)
+        if self.model == "vae":  # the k-sample Monte Carlo ELBO: the mean of the log-weights
+            return -log_w.mean(0).mean()
+        bound = torch.logsumexp(log_w, 0) - math.log(self.k)
         return -bound.mean()
 
     def step(self, x: np.ndarray, lr: float) -> float:

@@ -18,7 +18,7 @@ import iwae_experiment as exp  # noqa: E402
 pytestmark = pytest.mark.skipif(not exp.data_available(), reason=f"MNIST IDX files not in {exp.DEFAULT_DATA}")
 
 TINY = ["--stages", "2", "--train-images", "60", "--eval-images", "20", "--curve-images", "20", "--k-eval", "40",
-        "--runs", "vae:1", "iwae:5", "--quiet"]
+        "--runs", "vae:1", "iwae:1", "iwae:5", "--quiet"]
 
 
 def test_shared_pieces_are_seeded_and_follow_the_paper():
@@ -41,6 +41,10 @@ def test_both_sides_run_write_records_and_agree(tmp_path):
     assert rec["test_nll"] <= rec["test_neg_elbo"] + 5  # L_40 is tighter than the ELBO (up to noise)
     assert rec["schedule"][1]["passes"] == 3 and rec["seeds"]["init"] == 0
     assert not list(tmp_path.glob(".*partial*"))  # the progress file is gone once the record is written
+    # k = 1: the paper's VAE (mean log-weight) and IWAE (L_1) are one algorithm: identical runs
+    vae1, iwae1 = (json.loads((tmp_path / f"minivae-{m}-k1.json").read_text()) for m in ("vae", "iwae"))
+    assert vae1["test_nll_per_image"] == iwae1["test_nll_per_image"]
+    assert [r["train_loss"] for r in vae1["curve"]] == [r["train_loss"] for r in iwae1["curve"]]
 
     pytest.importorskip("torch")
     import torch_mnist_iwae

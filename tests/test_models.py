@@ -160,6 +160,33 @@ def test_iwae_with_one_sample_is_the_one_sample_elbo():
     assert -model.loss(x, None, Generator(3))["loss"].item() == pytest.approx(log_w.mean(), rel=1e-12)
 
 
+def test_iwae_elbo_objective_is_the_mean_log_weight_and_equals_iwae_at_k1():
+    """The paper's k-sample VAE (objective="elbo"): -(1/k) Σ ln w_i from the same samples as L_k."""
+    x = np.random.default_rng(1).random((5, D))
+
+    def loss_and_grads(objective, k, dtype="float32"):
+        model = IWAE(D, LATENT, HIDDEN, rng=Generator(0), k=k, objective=objective).astype(dtype)
+        loss = model.loss(x.astype(dtype), None, Generator(3))["loss"]
+        loss.backward()
+        return loss.item(), [p.grad.copy() for p in model.parameters()], model
+
+    # k = 1: the same function, so the same float32 numbers bit for bit (loss and every gradient)
+    l_iwae, g_iwae, _ = loss_and_grads("iwae", 1)
+    l_elbo, g_elbo, _ = loss_and_grads("elbo", 1)
+    assert l_iwae == l_elbo and all(np.array_equal(a, b) for a, b in zip(g_iwae, g_elbo))
+    # k = 5: mean of the log-weights, which Jensen puts at or below L_k for the same samples
+    l_iwae, g_iwae, model = loss_and_grads("iwae", 5, "float64")
+    l_elbo, g_elbo, _ = loss_and_grads("elbo", 5, "float64")
+    log_w = model.log_weights(x, None, 5, Generator(3)).numpy()
+    assert -l_elbo == pytest.approx(log_w.mean(), rel=1e-12)
+    assert l_elbo > l_iwae and not all(np.allclose(a, b) for a, b in zip(g_iwae, g_elbo))
+    elbo_model = IWAE(D, LATENT, HIDDEN, rng=Generator(2), k=3, objective="elbo").astype("float64")
+    noise = Generator(7)  # rewound before every evaluation: the same eps each time
+    assert mv.gradcheck(lambda: elbo_model.loss(x, None, noise)["loss"], elbo_model, rng=noise).ok
+    with pytest.raises(ValueError, match="objective"):
+        IWAE(D, LATENT, HIDDEN, rng=Generator(0), objective="vae")
+
+
 def test_iwae_bounds_are_ordered_on_digits():
     """E[L_1] <= E[L_5] <= E[L_50] (Burda et al., theorem 1), on test data after brief training."""
     train, test = load_digits("train"), load_digits("test")
