@@ -9,7 +9,7 @@ records into ``results/mnist_iwae-<date>.json``, the figure and the README table
 
     OMP_NUM_THREADS=1 python benchmarks/mnist_iwae.py --stages 2 --stop-at 09:12
     OMP_NUM_THREADS=1 python benchmarks/torch_mnist_iwae.py --stages 2 --stop-at 09:12
-    python benchmarks/mnist_iwae.py --report
+    python benchmarks/mnist_iwae.py --report RUNS/seed-0 RUNS/seed-10 ...
 
 One thread per process (the two frameworks run side by side, one core each).
 ``--backend cupy`` runs the same code on a GPU: arrays go through minivae's
@@ -27,8 +27,10 @@ if __name__ == "__main__":  # one thread per process, set before NumPy loads its
         os.environ.setdefault(_var, "1")  # before NumPy loads its BLAS
 
 import json  # noqa: E402
+import math  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -93,91 +95,136 @@ class MinivaeAdapter(exp.Adapter):
 
 
 # -----------------------------------------------------------------------------
-# The report: both frameworks' records -> one JSON, the figure, the table
+# The report: both frameworks' records, every seed -> one JSON, the figure, the table
 # -----------------------------------------------------------------------------
 
+FRAMEWORKS = ("torch", "minivae")
+GAP_TARGET = 0.3  # nats: minivae within this of PyTorch on every cell (mean over seeds)
 
-def _cells(records: dict[tuple[str, str, int], dict], others: dict[tuple[str, str, int], list[dict]]) -> list[dict]:
+
+def load_records(folders: list[Path]) -> dict[tuple[str, str, int, int], dict]:
+    """{(framework, model, k, seed): record} from the seed folders; runs stopped early by
+    --stop-at are left out (not the same schedule), as are unfinished (.partial) ones."""
+    records: dict = {}
+    for folder in folders:
+        for path in sorted(p for p in Path(folder).glob("*-k*.json") if not p.name.startswith(".")):
+            rec = json.loads(path.read_text())
+            if rec["truncated"]:
+                print(f"left out (truncated at {rec['passes']} passes): {path}")
+                continue
+            key = (rec["framework"], rec["model"], rec["k"], rec["settings"]["seed"])
+            if key in records:
+                raise SystemExit(f"--report: two records for {key}: {path} and an earlier folder")
+            records[key] = rec
+    return records
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    v = np.asarray(values, dtype=np.float64)
+    sd = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+    return {"mean": float(v.mean()), "sd": sd, "sem": sd / math.sqrt(len(v)), "min": float(v.min()),
+            "max": float(v.max()), "n": len(v)}
+
+
+def _cells(records: dict) -> list[dict]:
+    """One row per (model, k): each framework's NLL per seed and over seeds, and the paired gap."""
     rows = []
     for model, k in exp.RUNS:
         row: dict = {"model": model, "k": k, "paper_nll": exp.PAPER_NLL[model][k]}
-        for fw in ("torch", "minivae"):
-            rec = records.get((fw, model, k))
-            if rec is None:
+        for fw in FRAMEWORKS:
+            runs = {s: r for (f, m, kk, s), r in records.items() if (f, m, kk) == (fw, model, k)}
+            if not runs:
                 continue
-            row[fw] = {key: rec[key] for key in ("test_nll", "test_nll_sem", "test_neg_elbo", "active_units",
-                                                 "passes", "truncated", "train_s", "eval_s", "wall_s",
-                                                 "l5000_s_per_image")}
-        for fw in ("torch", "minivae"):
-            if fw in row and others.get((fw, model, k)):
-                # the same cell with other seeds (weights, batches, noise), scored on the same test images
-                row[fw]["other_seeds"] = [{key: o[key] for key in ("seeds", "test_nll", "test_neg_elbo",
-                                                                  "active_units", "passes", "wall_s")}
-                                          for o in others[(fw, model, k)]]
-                nlls = [row[fw]["test_nll"]] + [o["test_nll"] for o in others[(fw, model, k)]]
-                row[fw]["seed_range"] = float(max(nlls) - min(nlls))
-        if "torch" in row and "minivae" in row:
-            a = np.array(records[("minivae", model, k)]["test_nll_per_image"])
-            b = np.array(records[("torch", model, k)]["test_nll_per_image"])
-            diff = a - b  # the same test images under the same evaluation noise: a paired difference
-            row["gap_minivae_minus_torch"] = float(diff.mean())
-            row["gap_sem"] = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+            seeds = sorted(runs)
+            row[fw] = {
+                "seeds": seeds,
+                "test_nll": [runs[s]["test_nll"] for s in seeds],
+                "test_neg_elbo": [runs[s]["test_neg_elbo"] for s in seeds],
+                "active_units": [runs[s]["active_units"] for s in seeds],
+                "wall_s": [runs[s]["wall_s"] for s in seeds],
+                "train_s": [runs[s]["train_s"] for s in seeds],
+                "eval_s": [runs[s]["eval_s"] for s in seeds],
+                "nll": _stats([runs[s]["test_nll"] for s in seeds]),
+                "neg_elbo": _stats([runs[s]["test_neg_elbo"] for s in seeds]),
+            }
+        paired = sorted(set(row.get("torch", {}).get("seeds", [])) & set(row.get("minivae", {}).get("seeds", [])))
+        if paired:
+            # per seed: the same test images under the same evaluation noise, so a paired difference
+            per_seed = []
+            for s in paired:
+                a = np.array(records[("minivae", model, k, s)]["test_nll_per_image"])
+                b = np.array(records[("torch", model, k, s)]["test_nll_per_image"])
+                per_seed.append(float((a - b).mean()))
+            row["gap"] = {"seeds": paired, "per_seed": per_seed, **_stats(per_seed)}
+            row["gap"]["within_target"] = bool(abs(row["gap"]["mean"]) <= GAP_TARGET)
         rows.append(row)
     return rows
 
 
-def _orderings(cells: list[dict], fw: str) -> dict[str, bool | None]:
-    nll = {(c["model"], c["k"]): c[fw]["test_nll"] for c in cells if fw in c}
-    out: dict[str, bool | None] = {}
-    for k in (1, 5, 50):
-        both = ("iwae", k) in nll and ("vae", k) in nll
-        out[f"iwae<=vae k={k}"] = bool(nll[("iwae", k)] <= nll[("vae", k)]) if both else None
-    have = all(("iwae", k) in nll for k in (1, 5, 50))
-    out["iwae k=50 < k=5 < k=1"] = (bool(nll[("iwae", 50)] < nll[("iwae", 5)] < nll[("iwae", 1)]) if have else None)
+def _orderings(records: dict, cells: list[dict]) -> dict[str, Any]:
+    """The paper's ordering, per framework: on the seed means, and in how many single seeds."""
+    out: dict[str, Any] = {}
+    for fw in FRAMEWORKS:
+        mean = {(c["model"], c["k"]): c[fw]["nll"]["mean"] for c in cells if fw in c}
+        checks: dict[str, Any] = {}
+        seeds = sorted({s for (f, _, _, s) in records if f == fw})
+        for k in (1, 5, 50):
+            name = f"iwae<=vae k={k}"
+            if ("iwae", k) in mean and ("vae", k) in mean:
+                checks[name] = {"seed_means": bool(mean[("iwae", k)] <= mean[("vae", k)])}
+                both = [s for s in seeds if (fw, "iwae", k, s) in records and (fw, "vae", k, s) in records]
+                held = [s for s in both
+                        if records[(fw, "iwae", k, s)]["test_nll"] <= records[(fw, "vae", k, s)]["test_nll"]]
+                checks[name]["seeds_held"] = f"{len(held)}/{len(both)}"
+        if all(("iwae", k) in mean for k in (1, 5, 50)):
+            name = "iwae k=50 < k=5 < k=1"
+            checks[name] = {"seed_means": bool(mean[("iwae", 50)] < mean[("iwae", 5)] < mean[("iwae", 1)])}
+            full = [s for s in seeds if all((fw, "iwae", k, s) in records for k in (1, 5, 50))]
+            nll = {s: [records[(fw, "iwae", k, s)]["test_nll"] for k in (50, 5, 1)] for s in full}
+            held = [s for s in full if nll[s][0] < nll[s][1] < nll[s][2]]
+            checks[name]["seeds_held"] = f"{len(held)}/{len(full)}"
+        # k = 1: the two objectives are one function, so the runs must be identical, not just close
+        same = [s for s in seeds if (fw, "vae", 1, s) in records and (fw, "iwae", 1, s) in records]
+        identical = [s for s in same if records[(fw, "vae", 1, s)]["test_nll_per_image"]
+                     == records[(fw, "iwae", 1, s)]["test_nll_per_image"]]
+        checks["vae k=1 identical to iwae k=1"] = f"{len(identical)}/{len(same)}"
+        out[fw] = checks
     return out
 
 
-def report(folder: Path, date: str, other_folders: list[Path] = ()) -> int:
-    """Join the records of ``folder`` (the main seed) and of ``other_folders`` (other seeds)."""
-    records: dict = {}
-    others: dict = {}
-    for path in sorted(p for p in folder.glob("*-k*.json") if not p.name.startswith(".")):  # not in-progress files
-        rec = json.loads(path.read_text())
-        records[(rec["framework"], rec["model"], rec["k"])] = rec
-    for other in other_folders:
-        for path in sorted(p for p in Path(other).glob("*-k*.json") if not p.name.startswith(".")):
-            rec = json.loads(path.read_text())
-            if rec["truncated"]:  # stopped early by --stop-at: not the same schedule, so not a seed of this cell
-                print(f"left out (truncated at {rec['passes']} passes): {path}")
-                continue
-            others.setdefault((rec["framework"], rec["model"], rec["k"]), []).append(rec)
+def report(folders: list[Path], date: str, results: Path = exp.ROOT / "benchmarks" / "results") -> int:
+    """Join the records of every seed folder into results/mnist_iwae-<date>.json, the figure, the table."""
+    records = load_records(folders)
     if not records:
-        print(f"--report: no run records in {folder}")
+        print(f"--report: no run records in {[str(f) for f in folders]}")
         return 1
-    cells = _cells(records, others)
+    cells = _cells(records)
     first = next(iter(records.values()))
+    settings = {key: value for key, value in first["settings"].items() if key != "seed"}
     out = {
         "experiment": "Burda, Grosse & Salakhutdinov (ICLR 2016), Table 1, MNIST, one stochastic layer",
         "date": date,
         "machine": first["machine"],
-        "settings": first["settings"],
-        "seeds": first["seeds"],
+        "settings": settings,
+        "seeds": sorted({s for (_, _, _, s) in records}),
+        "seed_scheme": "seed s: init s, data s+1, training noise s+2; test side fixed (binarize 3, subset 4, "
+                       "L_5000 noise 5, -ELBO noise 6)",
         "schedule": first["schedule"],
         "paper_nll": {m: {str(k): v for k, v in d.items()} for m, d in exp.PAPER_NLL.items()},
+        "gap_target_nats": GAP_TARGET,
         "cells": cells,
-        "ordering": {fw: _orderings(cells, fw) for fw in ("torch", "minivae")},
+        "ordering": _orderings(records, cells),
         "runs": [records[key] for key in sorted(records)],
-        "runs_other_seeds": [rec for key in sorted(others) for rec in others[key]],
     }
-    results = exp.ROOT / "benchmarks" / "results"
     exp.write_json(results / f"mnist_iwae-{date}.json", out)
     _figure(records, first, results / f"mnist_iwae-{date}.png")
-    _print_table(cells, first)
+    _print_table(cells)
     print(json.dumps(out["ordering"], indent=1))
     return 0
 
 
 def _figure(records: dict, first: dict, path: Path) -> None:
+    """Test NLL (the curve images) after every pass, the mean over the seeds each framework ran."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -186,11 +233,15 @@ def _figure(records: dict, first: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     colours = {("vae", 1): "#9ecae1", ("vae", 5): "#4292c6", ("vae", 50): "#08519c",
                ("iwae", 1): "#fcae91", ("iwae", 5): "#fb6a4a", ("iwae", 50): "#a50f15"}
-    for (fw, model, k), rec in sorted(records.items()):
-        epochs = [row["epoch"] for row in rec["curve"] if "curve_nll" in row]
-        nll = [row["curve_nll"] for row in rec["curve"] if "curve_nll" in row]
-        ax.plot(epochs, nll, "-o" if fw == "minivae" else "--x", color=colours[(model, k)], ms=4,
-                label=f"{model.upper()} k={k} ({fw})")
+    for fw in FRAMEWORKS:
+        for model, k in exp.RUNS:
+            runs = [r for (f, m, kk, _), r in records.items() if (f, m, kk) == (fw, model, k)]
+            if not runs:
+                continue
+            epochs = [row["epoch"] for row in runs[0]["curve"]]
+            nll = np.mean([[row["curve_nll"] for row in r["curve"]] for r in runs], axis=0)
+            ax.plot(epochs, nll, "-o" if fw == "minivae" else "--x", color=colours[(model, k)], ms=4,
+                    label=f"{model.upper()} k={k} ({fw}, {len(runs)} seeds)")
     s = first["settings"]
     ax.set_xlabel("passes over the training set")
     ax.set_ylabel(f"test NLL = -L_{s['k_eval']} (nats), {s['curve_images']} test images")
@@ -198,8 +249,9 @@ def _figure(records: dict, first: dict, path: Path) -> None:
     passes = sum(st["passes"] for st in first["schedule"])
     ax.set_xticks(range(1, passes + 1))
     ax.set_title(f"MNIST, IWAE paper architecture, first {s['stages']} stages of its schedule "
-                 f"({passes} passes over {s['train_images']} training images)\n"
-                 f"{cpu}, {cores} cores (shared), 1 thread per framework; solid minivae, dashed PyTorch", fontsize=9)
+                 f"({passes} passes over {s['train_images']} training images), mean over seeds\n"
+                 f"{cpu}, {cores} cores, 1 thread per framework; solid minivae, dashed PyTorch "
+                 "(VAE k=1 and IWAE k=1 coincide)", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -210,37 +262,39 @@ def _figure(records: dict, first: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _print_table(cells: list[dict], first: dict) -> None:
-    print("| model | k | paper NLL | PyTorch NLL | minivae NLL | gap (minivae - PyTorch) | "
-          "PyTorch / minivae -ELBO | active units (PT / mv) | wall s (PT / mv) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+def _print_table(cells: list[dict]) -> None:
+    """The README table: seed means, the paired gap per seed and its mean, -ELBO, active units, wall."""
+    print("| model | k | paper | PyTorch NLL, mean (range) | minivae NLL, mean (range) | minivae − PyTorch per seed "
+          "| gap mean ± sem | -ELBO PT / mv | active units PT / mv | wall s PT / mv (mean) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for c in cells:
-        t, m = c.get("torch"), c.get("minivae")
+        t, m, g = c.get("torch"), c.get("minivae"), c.get("gap")
 
-        def f(rec, key, fmt="{:.2f}"):
-            return "–" if rec is None else fmt.format(rec[key])
+        def nll(rec):
+            if rec is None:
+                return "–"
+            return f"{rec['nll']['mean']:.2f} ({rec['nll']['min']:.2f}–{rec['nll']['max']:.2f})"
 
-        gap = "–" if "gap_minivae_minus_torch" not in c else f"{c['gap_minivae_minus_torch']:+.2f} ± {c['gap_sem']:.2f}"
-        for fw in ("torch", "minivae"):
-            if c.get(fw, {}).get("other_seeds"):
-                print(f"<!-- {fw} {c['model']} k={c['k']}: NLL over seeds "
-                      f"{[c[fw]['test_nll']] + [o['test_nll'] for o in c[fw]['other_seeds']]}, "
-                      f"range {c[fw]['seed_range']:.2f} -->")
-        print(f"| {c['model'].upper()} | {c['k']} | {c['paper_nll']:.2f} | {f(t, 'test_nll')} | {f(m, 'test_nll')} | "
-              f"{gap} | {f(t, 'test_neg_elbo')} / {f(m, 'test_neg_elbo')} | "
-              f"{f(t, 'active_units', '{}')} / {f(m, 'active_units', '{}')} | "
-              f"{f(t, 'wall_s', '{:.0f}')} / {f(m, 'wall_s', '{:.0f}')} |")
+        def mean_of(rec, key, fmt):
+            return "–" if rec is None else fmt.format(float(np.mean(rec[key])))
+
+        def units(rec):
+            return "–" if rec is None else ",".join(str(u) for u in rec["active_units"])
+
+        per_seed = "–" if g is None else " ".join(f"{v:+.2f}" for v in g["per_seed"])
+        gap = "–" if g is None else f"{g['mean']:+.2f} ± {g['sem']:.2f} (n={g['n']})"
+        print(f"| {c['model'].upper()} | {c['k']} | {c['paper_nll']:.2f} | {nll(t)} | {nll(m)} | {per_seed} | {gap} | "
+              f"{mean_of(t, 'test_neg_elbo', '{:.2f}')} / {mean_of(m, 'test_neg_elbo', '{:.2f}')} | "
+              f"{units(t)} / {units(m)} | {mean_of(t, 'wall_s', '{:.0f}')} / {mean_of(m, 'wall_s', '{:.0f}')} |")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--report" in argv:
-        argv.remove("--report")
-        folder = exp.ROOT / "benchmarks" / "results" / "mnist_iwae-runs"
-        if "--out" in argv:
-            folder = Path(argv[argv.index("--out") + 1])
-        others = [Path(argv[i + 1]) for i, a in enumerate(argv) if a == "--other-seeds"]
-        return report(folder, time.strftime("%Y-%m-%d", time.gmtime()), others)
+    if "--report" in argv:  # --report SEED_FOLDER [SEED_FOLDER ...]
+        folders = [Path(a) for a in argv[argv.index("--report") + 1 :]]
+        if not folders:
+            folders = [exp.ROOT / "benchmarks" / "results" / "mnist_iwae-runs"]
+        return report(folders, time.strftime("%Y-%m-%d", time.gmtime()))
     if "--backend" in argv:  # numpy (default) or cupy: the whole experiment on the GPU
         i = argv.index("--backend")
         backend.set_backend(argv[i + 1])

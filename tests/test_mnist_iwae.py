@@ -58,3 +58,50 @@ def test_both_sides_run_write_records_and_agree(tmp_path):
         assert mv["test_neg_elbo"] == pytest.approx(pt["test_neg_elbo"], abs=0.05)
     # a second worker finds every cell done and runs nothing
     assert mnist_iwae.main(TINY + ["--out", str(tmp_path)]) == 0
+
+
+def test_report_joins_seeds_pairs_the_gap_and_checks_the_k1_identity(tmp_path, capsys):
+    import mnist_iwae
+
+    cells = ["--runs", "vae:1", "iwae:1"]
+    small = TINY[: TINY.index("--runs")] + cells + ["--quiet"]
+    folders = [tmp_path / "seed-0", tmp_path / "seed-1"]
+    for seed, folder in zip((0, 1), folders):
+        assert mnist_iwae.main(small + ["--seed", str(seed), "--out", str(folder)]) == 0
+    try:  # the paired gap needs the PyTorch twin; without it the report still joins minivae's seeds
+        import torch
+        import torch_mnist_iwae
+    except ImportError:
+        torch = None
+    if torch is not None:
+        for seed, folder in zip((0, 1), folders):
+            assert exp.run_all("torch", torch_mnist_iwae.TorchAdapter, small + ["--seed", str(seed), "--out",
+                                                                                str(folder)]) == 0
+    # a run stopped early by --stop-at is not a seed of the same schedule: left out
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    rec = json.loads((folders[0] / "minivae-vae-k1.json").read_text())
+    rec.update(truncated=True, settings={**rec["settings"], "seed": 7})
+    (stray / "minivae-vae-k1.json").write_text(json.dumps(rec))
+
+    assert mnist_iwae.report(folders + [stray], "test", results=tmp_path / "results") == 0
+    out = json.loads((tmp_path / "results" / "mnist_iwae-test.json").read_text())
+    assert (tmp_path / "results" / "mnist_iwae-test.png").stat().st_size > 0
+    assert out["seeds"] == [0, 1] and len(out["runs"]) == (8 if torch is not None else 4)
+    vae1 = next(c for c in out["cells"] if (c["model"], c["k"]) == ("vae", 1))
+    mv = vae1["minivae"]
+    assert mv["seeds"] == [0, 1] and mv["nll"]["n"] == 2
+    assert mv["nll"]["mean"] == pytest.approx(np.mean(mv["test_nll"]))
+    assert out["ordering"]["minivae"]["vae k=1 identical to iwae k=1"] == "2/2"
+    assert out["ordering"]["minivae"]["iwae<=vae k=1"] == {"seed_means": True, "seeds_held": "2/2"}
+    table = capsys.readouterr().out
+    assert "| VAE | 1 | 86.76 |" in table and "left out (truncated" in table
+    if torch is not None:
+        gap = vae1["gap"]
+        runs = {(r["framework"], r["settings"]["seed"]): r for r in out["runs"]
+                if (r["model"], r["k"]) == ("vae", 1)}
+        for i, seed in enumerate((0, 1)):
+            mine, theirs = (runs[(fw, seed)]["test_nll_per_image"] for fw in ("minivae", "torch"))
+            diff = np.subtract(mine, theirs)
+            assert gap["per_seed"][i] == pytest.approx(diff.mean(), abs=1e-9)
+        assert gap["n"] == 2 and gap["within_target"] == (abs(gap["mean"]) <= 0.3)
