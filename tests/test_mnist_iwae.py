@@ -105,3 +105,38 @@ def test_report_joins_seeds_pairs_the_gap_and_checks_the_k1_identity(tmp_path, c
             diff = np.subtract(mine, theirs)
             assert gap["per_seed"][i] == pytest.approx(diff.mean(), abs=1e-9)
         assert gap["n"] == 2 and gap["within_target"] == (abs(gap["mean"]) <= 0.3)
+
+
+@pytest.mark.parametrize("model,k", [("vae", 1), ("vae", 5), ("iwae", 5)])
+def test_twins_compute_the_same_loss_and_gradients_in_float64(model, k):
+    """Same weights, batch and noise in float64: the two frameworks agree to rounding (1e-10),
+    so any gap in the float32 table is float32 rounding amplified by training, not different math."""
+    torch = pytest.importorskip("torch")
+    import mnist_iwae
+    import torch_mnist_iwae
+
+    weights = exp.glorot_weights(3)
+    from minivae.random import Generator
+    from minivae.training.data import binarize, load_mnist
+
+    x = binarize(load_mnist(exp.DEFAULT_DATA, "test").x[:7], Generator(1)).astype(np.float64)
+    net = mnist_iwae.build(model, k, weights).astype("float64")
+    loss = net.loss(x, None, Generator(11))["loss"]  # eps: PCG64(11) standard normals, as below
+    loss.backward()
+
+    twin = torch_mnist_iwae.Net()
+    twin.load_shared(weights)
+    twin.double()
+    eps = torch.from_numpy(np.random.Generator(np.random.PCG64(11)).standard_normal((k, 7, exp.LATENT)))
+    log_w = torch_mnist_iwae.log_weights(twin, torch.from_numpy(x), eps)
+    bound = log_w.mean(0) if model == "vae" else torch.logsumexp(log_w, 0) - np.log(k)
+    twin_loss = -bound.mean()
+    twin_loss.backward()
+
+    assert loss.item() == pytest.approx(twin_loss.item(), rel=1e-12)
+    grads = dict(net.named_parameters())
+    layers = {"encoder.body.0": twin.enc[0], "encoder.mu": twin.mu, "encoder.logvar": twin.logvar,
+              "decoder.net.2": twin.dec[2], "decoder.net.4": twin.dec[4]}
+    for name, layer in layers.items():
+        np.testing.assert_allclose(grads[name + ".weight"].grad, layer.weight.grad.numpy().T, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(grads[name + ".bias"].grad, layer.bias.grad.numpy(), rtol=1e-9, atol=1e-12)
