@@ -365,6 +365,9 @@ def parse_args(framework: str, argv: list[str] | None = None):
                    help="folder of the per-run records")
     p.add_argument("--stop-at", default=None, help="HH:MM (UTC, today): end training early rather than pass it")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--time-eval", action="store_true",
+                   help="instead of training: time one L_k_eval over all 10000 test images (the cost of "
+                        "the evaluation after a schedule stage) and write OUT/<framework>-l5000-full.json")
     args = p.parse_args(argv)
     if not data_available(args.data_dir):
         p.exit(0, f"MNIST IDX files not found in {args.data_dir}; nothing to do (pass --data-dir)\n")
@@ -384,10 +387,34 @@ def parse_args(framework: str, argv: list[str] | None = None):
     return args
 
 
+def time_full_eval(adapter: Adapter, settings: Settings, data: Data, folder: Path) -> dict[str, Any]:
+    """One L_{k_eval} over every test image, timed: what evaluating after each stage of the
+    schedule costs. The weights are the initial ones (the cost does not depend on them), so
+    the NLL it prints is an untrained model's and is not a result."""
+    t = time.perf_counter()
+    ll = adapter.log_likelihood(data.test, settings.k_eval, settings.eval_rows, settings.eval_chunk,
+                                settings.seeds["eval"], f"{adapter.name} L_{settings.k_eval} (all test images)")
+    seconds = time.perf_counter() - t
+    record = {"framework": adapter.name, "what": f"L_{settings.k_eval} on all test images, initial weights",
+              "images": len(data.test), "k": settings.k_eval, "rows_per_pass": settings.eval_rows,
+              "samples_per_pass": settings.eval_chunk, "seconds": round(seconds, 1),
+              "s_per_image": round(seconds / len(data.test), 5), "untrained_nll": float(-ll.mean()),
+              "machine": machine(), "commit": git_commit(), "load_at_end": loadavg(),
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_json(folder / f"{adapter.name}-l5000-full.json", record)
+    return record
+
+
 def run_all(framework: str, make_adapter, argv: list[str] | None = None) -> int:
     """The command line of both scripts: run every requested cell not yet done or taken."""
     args = parse_args(framework, argv)
     data = load_data(args.settings, args.data_dir)
+    if args.time_eval:
+        adapter = make_adapter("iwae", 1, glorot_weights(args.settings.seeds["init"]), args.settings.seeds["noise"])
+        rec = time_full_eval(adapter, args.settings, data, args.out)
+        print(f"{framework}: L_{rec['k']} on {rec['images']} test images in {rec['seconds']:.0f} s "
+              f"({rec['s_per_image']:.4f} s per image)", flush=True)
+        return 0
     for model, k in args.cells:
         if args.stop_at is not None and time.time() > args.stop_at:
             break

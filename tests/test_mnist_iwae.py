@@ -140,3 +140,13 @@ def test_twins_compute_the_same_loss_and_gradients_in_float64(model, k):
     for name, layer in layers.items():
         np.testing.assert_allclose(grads[name + ".weight"].grad, layer.weight.grad.numpy().T, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(grads[name + ".bias"].grad, layer.bias.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_time_eval_covers_every_test_image(tmp_path):
+    import mnist_iwae
+
+    assert mnist_iwae.main(["--k-eval", "3", "--time-eval", "--quiet", "--out", str(tmp_path)]) == 0
+    rec = json.loads((tmp_path / "minivae-l5000-full.json").read_text())
+    assert rec["images"] == 10000 and rec["k"] == 3 and rec["seconds"] > 0
+    assert rec["s_per_image"] == pytest.approx(rec["seconds"] / 10000, rel=0.01, abs=1e-5)
+    assert 0 < rec["untrained_nll"] < 784 * 5  # finite and per image, in nats
