@@ -68,6 +68,13 @@ def test_report_joins_seeds_pairs_the_gap_and_checks_the_k1_identity(tmp_path, c
     folders = [tmp_path / "seed-0", tmp_path / "seed-1"]
     for seed, folder in zip((0, 1), folders):
         assert mnist_iwae.main(small + ["--seed", str(seed), "--out", str(folder)]) == 0
+    from minivae.providers import get_kernels, set_kernels
+
+    previous = get_kernels()
+    try:
+        assert mnist_iwae.main(small + ["--seed", "0", "--out", str(folders[0]), "--reference-kernels"]) == 0
+    finally:
+        set_kernels(previous)  # --reference-kernels chooses the kernel set for the whole process
     try:  # the paired gap needs the PyTorch twin; without it the report still joins minivae's seeds
         import torch
         import torch_mnist_iwae
@@ -87,19 +94,22 @@ def test_report_joins_seeds_pairs_the_gap_and_checks_the_k1_identity(tmp_path, c
     assert mnist_iwae.report(folders + [stray], "test", results=tmp_path / "results") == 0
     out = json.loads((tmp_path / "results" / "mnist_iwae-test.json").read_text())
     assert (tmp_path / "results" / "mnist_iwae-test.png").stat().st_size > 0
-    assert out["seeds"] == [0, 1] and len(out["runs"]) == (8 if torch is not None else 4)
+    assert out["seeds"] == [0, 1] and len(out["runs"]) == (10 if torch is not None else 6)
     vae1 = next(c for c in out["cells"] if (c["model"], c["k"]) == ("vae", 1))
     mv = vae1["minivae"]
     assert mv["seeds"] == [0, 1] and mv["nll"]["n"] == 2
     assert mv["nll"]["mean"] == pytest.approx(np.mean(mv["test_nll"]))
     assert out["ordering"]["minivae"]["vae k=1 identical to iwae k=1"] == "2/2"
+    # the yardstick: minivae against itself on the reference kernels (same math, other rounding)
+    yard = vae1["gap_to_reference_kernels"]
+    runs = {(r["framework"], r["settings"]["seed"]): r for r in out["runs"] if (r["model"], r["k"]) == ("vae", 1)}
+    mine, ref = runs[("minivae", 0)]["test_nll_per_image"], runs[("minivae-reference", 0)]["test_nll_per_image"]
+    assert yard["seeds"] == [0] and yard["per_seed"] == [pytest.approx(np.mean(np.subtract(mine, ref)), abs=1e-9)]
     assert out["ordering"]["minivae"]["iwae<=vae k=1"] == {"seed_means": True, "seeds_held": "2/2"}
     table = capsys.readouterr().out
     assert "| VAE | 1 | 86.76 |" in table and "left out (truncated" in table
     if torch is not None:
         gap = vae1["gap"]
-        runs = {(r["framework"], r["settings"]["seed"]): r for r in out["runs"]
-                if (r["model"], r["k"]) == ("vae", 1)}
         for i, seed in enumerate((0, 1)):
             mine, theirs = (runs[(fw, seed)]["test_nll_per_image"] for fw in ("minivae", "torch"))
             diff = np.subtract(mine, theirs)
