@@ -259,10 +259,10 @@ def _figure(records: dict, first: dict, path: Path) -> None:
     cpu, cores = first["machine"]["cpu"], first["machine"]["cores"]
     passes = sum(st["passes"] for st in first["schedule"])
     ax.set_xticks(range(1, passes + 1))
-    ax.set_title(f"MNIST, IWAE paper architecture, first {s['stages']} stages of its schedule "
-                 f"({passes} passes over {s['train_images']} training images), mean over seeds\n"
-                 f"{cpu}, {cores} cores, 1 thread per framework; solid minivae, dashed PyTorch "
-                 "(VAE k=1 and IWAE k=1 coincide)", fontsize=9)
+    ax.set_title(f"MNIST, IWAE paper architecture, first {s['stages']} stages of its schedule\n"
+                 f"({passes} passes over {s['train_images']} training images), mean over seeds; "
+                 f"{cpu}, {cores} cores, 1 thread per framework\n"
+                 "solid minivae, dashed PyTorch (VAE k=1 and IWAE k=1 coincide)", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
