@@ -124,15 +124,18 @@ def _stats(values: list[float]) -> dict[str, float]:
     v = np.asarray(values, dtype=np.float64)
     sd = float(v.std(ddof=1)) if len(v) > 1 else None  # one seed has no spread (and JSON has no NaN)
     return {"mean": float(v.mean()), "sd": sd, "sem": None if sd is None else sd / math.sqrt(len(v)),
-            "min": float(v.min()),
-            "max": float(v.max()), "n": len(v)}
+            "min": float(v.min()), "max": float(v.max()), "n": len(v)}
+
+
+def _seed_runs(records: dict, framework: str, model: str, k: int) -> dict[int, dict]:
+    """{seed: record} of one framework's runs of one cell."""
+    return {s: r for (f, m, kk, s), r in records.items() if (f, m, kk) == (framework, model, k)}
 
 
 def _paired_gap(records: dict, model: str, k: int, mine: str, theirs: str) -> dict[str, Any] | None:
     """mine − theirs, per seed both ran: the same test images under the same evaluation noise,
     so each seed's value is a paired mean over images; then its mean, sd and sem over seeds."""
-    seeds = sorted(s for (f, m, kk, s) in records if (f, m, kk) == (mine, model, k)
-                   and (theirs, model, k, s) in records)
+    seeds = sorted(set(_seed_runs(records, mine, model, k)) & set(_seed_runs(records, theirs, model, k)))
     if not seeds:
         return None
     per_seed = [float(np.mean(np.subtract(records[(mine, model, k, s)]["test_nll_per_image"],
@@ -147,21 +150,15 @@ def _cells(records: dict) -> list[dict]:
     for model, k in exp.RUNS:
         row: dict = {"model": model, "k": k, "paper_nll": exp.PAPER_NLL[model][k]}
         for fw in FRAMEWORKS + (REFERENCE_RUN,):
-            runs = {s: r for (f, m, kk, s), r in records.items() if (f, m, kk) == (fw, model, k)}
+            runs = _seed_runs(records, fw, model, k)
             if not runs:
                 continue
             seeds = sorted(runs)
-            row[fw] = {
-                "seeds": seeds,
-                "test_nll": [runs[s]["test_nll"] for s in seeds],
-                "test_neg_elbo": [runs[s]["test_neg_elbo"] for s in seeds],
-                "active_units": [runs[s]["active_units"] for s in seeds],
-                "wall_s": [runs[s]["wall_s"] for s in seeds],
-                "train_s": [runs[s]["train_s"] for s in seeds],
-                "eval_s": [runs[s]["eval_s"] for s in seeds],
-                "nll": _stats([runs[s]["test_nll"] for s in seeds]),
-                "neg_elbo": _stats([runs[s]["test_neg_elbo"] for s in seeds]),
-            }
+            row[fw] = {"seeds": seeds}
+            for key in ("test_nll", "test_neg_elbo", "active_units", "wall_s", "train_s", "eval_s"):
+                row[fw][key] = [runs[s][key] for s in seeds]
+            row[fw]["nll"] = _stats(row[fw]["test_nll"])
+            row[fw]["neg_elbo"] = _stats(row[fw]["test_neg_elbo"])
         gap = _paired_gap(records, model, k, "minivae", "torch")
         if gap is not None:
             row["gap"] = {**gap, "within_target": bool(abs(gap["mean"]) <= GAP_TARGET)}
@@ -246,7 +243,7 @@ def _figure(records: dict, first: dict, path: Path) -> None:
                ("iwae", 1): "#fcae91", ("iwae", 5): "#fb6a4a", ("iwae", 50): "#a50f15"}
     for fw in FRAMEWORKS:
         for model, k in exp.RUNS:
-            runs = [r for (f, m, kk, _), r in records.items() if (f, m, kk) == (fw, model, k)]
+            runs = list(_seed_runs(records, fw, model, k).values())
             if not runs:
                 continue
             epochs = [row["epoch"] for row in runs[0]["curve"]]
@@ -279,23 +276,23 @@ def _print_table(cells: list[dict]) -> None:
           "| gap mean ± sem | minivae − minivae on reference kernels, mean ± sem (range) "
           "| -ELBO PT / mv | active units PT / mv | wall s PT / mv (mean) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def nll(rec):
+        if rec is None:
+            return "–"
+        return f"{rec['nll']['mean']:.2f} ({rec['nll']['min']:.2f}–{rec['nll']['max']:.2f})"
+
+    def mean_of(rec, key, fmt):
+        return "–" if rec is None else fmt.format(float(np.mean(rec[key])))
+
+    def units(rec):
+        return "–" if rec is None else ",".join(str(u) for u in rec["active_units"])
+
+    def mean_sem(d):
+        return "–" if d is None else f"{d['mean']:+.2f} ± {d['sem'] or 0:.2f} (n={d['n']})"
+
     for c in cells:
         t, m, g = c.get("torch"), c.get("minivae"), c.get("gap")
-
-        def nll(rec):
-            if rec is None:
-                return "–"
-            return f"{rec['nll']['mean']:.2f} ({rec['nll']['min']:.2f}–{rec['nll']['max']:.2f})"
-
-        def mean_of(rec, key, fmt):
-            return "–" if rec is None else fmt.format(float(np.mean(rec[key])))
-
-        def units(rec):
-            return "–" if rec is None else ",".join(str(u) for u in rec["active_units"])
-
-        def mean_sem(d):
-            return "–" if d is None else f"{d['mean']:+.2f} ± {d['sem'] or 0:.2f} (n={d['n']})"
-
         per_seed = "–" if g is None else " ".join(f"{v:+.2f}" for v in g["per_seed"])
         y = c.get("gap_to_reference_kernels")
         yard = "–" if y is None else f"{mean_sem(y)} ({y['min']:+.2f} to {y['max']:+.2f})"
