@@ -160,6 +160,21 @@ def test_iwae_with_one_sample_is_the_one_sample_elbo():
     assert -model.loss(x, None, Generator(3))["loss"].item() == pytest.approx(log_w.mean(), rel=1e-12)
 
 
+def test_vae_with_k_samples_averages_the_reconstruction_and_keeps_the_kl_exact():
+    model = VAE(D, LATENT, HIDDEN, rng=Generator(0), samples=3).astype("float64")
+    x = np.random.default_rng(1).random((5, D))
+    out = model.loss(x, None, Generator(3))
+    q = model.posterior(x)
+    z = q.rsample(rng=Generator(3), sample_shape=(3,))  # the same three draws per example
+    recon = model.decoder.nll(model.decoder(z), mv.tensor(x)).numpy().mean(axis=0)
+    assert out["recon"].item() == pytest.approx(recon.mean(), rel=1e-12)
+    assert out["kl"].item() == pytest.approx(q.kl_standard().numpy().mean(), rel=1e-12)
+    noise = Generator(7)  # rewound before every evaluation: the same eps each time
+    assert mv.gradcheck(lambda: model.loss(x, None, noise)["loss"], model, rng=noise).ok
+    with pytest.raises(ValueError, match="samples"):
+        VAE(D, LATENT, HIDDEN, rng=Generator(0), samples=0)
+
+
 def test_iwae_elbo_objective_is_the_mean_log_weight_and_equals_iwae_at_k1():
     """The paper's k-sample VAE (objective="elbo"): -(1/k) Σ ln w_i from the same samples as L_k."""
     x = np.random.default_rng(1).random((5, D))

@@ -89,8 +89,9 @@ class VAE(Module):
             raise ValueError(f"VAE: warmup_steps must be >= 0, got {warmup_steps}")
         if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
             raise ValueError(f"VAE: samples (z draws per example) must be a positive int, got {samples!r}")
-        # samples = k > 1: the reconstruction term is averaged over k draws of z (the "VAE
-        # with k samples" of the IWAE paper: same k as an IWAE, but the plain ELBO).
+        # samples = k > 1: the reconstruction term is averaged over k draws of z, the KL stays
+        # closed-form. (The IWAE paper's k-sample VAE samples the KL too: that one is
+        # IWAE(objective="elbo"), whose k = 1 case is the IWAE's own update.)
         self.samples = int(samples)
         self.input_dim, self.latent = int(input_dim), int(latent)
         self.beta, self.warmup_steps = float(beta), int(warmup_steps)
