@@ -10,9 +10,15 @@ A provider is a module with ``topics()``, ``resolve(name)``, ``load(topic)`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
 import sys
+import tempfile
 from importlib.metadata import entry_points
+from pathlib import Path
 from types import ModuleType
+from typing import Iterator
 
 GROUP = "minivae.derivations"
 
@@ -94,9 +100,27 @@ def _derive(args: argparse.Namespace) -> int:
     with tqdm(names, desc="derivations", unit="topic", disable=len(names) < 2, dynamic_ncols=True) as bar:
         for topic in bar:
             bar.set_postfix_str(topic, refresh=True)
-            table = owners[topic].run(topic, plot_dir=args.plot)
+            with _staged(args.plot) as plot_dir:
+                table = owners[topic].run(topic, plot_dir=plot_dir)
             tqdm.write(table.render() + "\n")
             if not table.ok:
                 failed.append(topic)
     print(f"{len(names) - len(failed)} of {len(names)} topics passed" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _staged(plot_dir: str | None) -> Iterator[str | None]:
+    """A fresh hidden folder inside ``plot_dir`` for a topic's figures, moved into ``plot_dir`` by
+    renames once all are complete: a good figure is never replaced by a half-written one (the
+    derivations save their figures with ``savefig(path)``, which writes in place)."""
+    if plot_dir is None:
+        yield None
+        return
+    stage = Path(tempfile.mkdtemp(prefix=".minivae-plot.", suffix=".tmp", dir=plot_dir))
+    try:
+        yield str(stage)
+        for made in sorted(stage.iterdir()):
+            os.replace(made, Path(plot_dir) / made.name)  # atomic: same file system
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

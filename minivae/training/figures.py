@@ -30,7 +30,7 @@ from minivae.providers import backend
 from minivae.random import Generator
 from minivae.tensor import Tensor, no_grad
 from minivae.training.data import Dataset
-from minivae.training.runfolder import atomic_write_bytes
+from minivae.training.runfolder import FIGURE_NAMES, atomic_write_bytes  # noqa: F401 (FIGURE_NAMES re-exported)
 
 
 def _numpy(t: Any) -> np.ndarray:
