@@ -10,15 +10,9 @@ A provider is a module with ``topics()``, ``resolve(name)``, ``load(topic)`` and
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import shutil
 import sys
-import tempfile
 from importlib.metadata import entry_points
-from pathlib import Path
 from types import ModuleType
-from typing import Iterator
 
 GROUP = "minivae.derivations"
 
@@ -95,12 +89,14 @@ def _derive(args: argparse.Namespace) -> int:
             return _error(err)
     from tqdm import tqdm
 
+    from minivae.training.runfolder import staged_folder
+
     failed = []
     # A bar on stderr while several topics run; each table goes to stdout above it as soon as it is done.
     with tqdm(names, desc="derivations", unit="topic", disable=len(names) < 2, dynamic_ncols=True) as bar:
         for topic in bar:
             bar.set_postfix_str(topic, refresh=True)
-            with _staged(args.plot) as plot_dir:
+            with staged_folder(args.plot) as plot_dir:  # figures written whole or not at all
                 table = owners[topic].run(topic, plot_dir=plot_dir)
             tqdm.write(table.render() + "\n")
             if not table.ok:
@@ -108,19 +104,3 @@ def _derive(args: argparse.Namespace) -> int:
     print(f"{len(names) - len(failed)} of {len(names)} topics passed" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
-
-@contextlib.contextmanager
-def _staged(plot_dir: str | None) -> Iterator[str | None]:
-    """A fresh hidden folder inside ``plot_dir`` for a topic's figures, moved into ``plot_dir`` by
-    renames once all are complete: a good figure is never replaced by a half-written one (the
-    derivations save their figures with ``savefig(path)``, which writes in place)."""
-    if plot_dir is None:
-        yield None
-        return
-    stage = Path(tempfile.mkdtemp(prefix=".minivae-plot.", suffix=".tmp", dir=plot_dir))
-    try:
-        yield str(stage)
-        for made in sorted(stage.iterdir()):
-            os.replace(made, Path(plot_dir) / made.name)  # atomic: same file system
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)

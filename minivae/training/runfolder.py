@@ -26,13 +26,15 @@ command-line flag and the path, ready to print.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 try:  # POSIX; on Windows runs are not locked
     import fcntl
@@ -121,6 +123,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str | os.PathLike | None) -> Iterator[str | None]:
+    """A fresh hidden folder inside ``folder`` for code that writes files in place (``savefig(path)``);
+    what it holds is moved into ``folder`` by renames once the block ends without error, so a good
+    file is never replaced by a half-written one. None passes through (no folder, nothing staged)."""
+    if folder is None:
+        yield None
+        return
+    stage = Path(tempfile.mkdtemp(prefix=".minivae-stage.", suffix=".tmp", dir=folder))
+    try:
+        yield str(stage)
+        for made in sorted(stage.iterdir()):
+            os.replace(made, Path(folder) / made.name)  # atomic: the same file system
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 # =============================================================================
