@@ -9,6 +9,7 @@ byte before and after.
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -358,3 +359,132 @@ def test_two_evals_of_one_run_at_once_the_second_is_refused(tmp_path):
         holder.wait()
     assert cli("eval", out, "--k", "2").returncode == 0
     assert "eval.json" in json.loads((out / MANIFEST).read_text())["files"]
+
+
+# =============================================================================
+# full and read-only disks: one line, the last checkpoint untouched
+# =============================================================================
+
+# Where mount works (root, as in CI) a real small tmpfs fills up or is remounted read-only; elsewhere
+# the same commands run in a child whose file writes fail with the same errno (never a skip).
+FAULTY_CHILD = """
+import errno, os, resource, signal, sys, tempfile
+if os.environ["MINIVAE_TEST_ERRNO"] == "EFBIG":  # files beyond a size fail, as on a nearly full disk
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    size = int(os.environ["MINIVAE_TEST_BYTES"])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+else:
+    code = getattr(errno, os.environ["MINIVAE_TEST_ERRNO"])
+    real = tempfile.mkstemp
+    def failing(*args, dir=None, **kwargs):
+        if dir is not None and str(dir).startswith(os.environ["MINIVAE_TEST_UNDER"]):
+            raise OSError(code, os.strerror(code), dir)
+        return real(*args, dir=dir, **kwargs)
+    tempfile.mkstemp = failing
+from minivae.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+class Disk:
+    """A small disk at ``path``: a tmpfs when mount works, else a folder whose writes fail on demand."""
+
+    def __init__(self, path: Path, size_kb: int) -> None:
+        self.path, self.errno = path, None
+        path.mkdir()
+        self.real = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(path)],
+                                   capture_output=True).returncode == 0
+
+    def fill(self, leave_kb: int = 0) -> str:
+        """No room left but ``leave_kb``; returns the cause the commands will report."""
+        if not self.real:
+            self.errno, self.bytes = ("EFBIG", 1024 * leave_kb) if leave_kb else ("ENOSPC", 0)
+            return "too large" if leave_kb else "no space left on the device"
+        filler = self.path / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        os.truncate(filler, max(0, filler.stat().st_size - 1024 * leave_kb))
+        return "no space left on the device"
+
+    def read_only(self) -> None:
+        if not self.real or subprocess.run(["mount", "-o", "remount,ro", str(self.path)]).returncode:
+            self.errno = "EROFS"
+
+    def start(self, *args: str) -> subprocess.Popen:
+        if self.errno is None:
+            return start(*args)
+        env = {**os.environ, "MINIVAE_TEST_ERRNO": self.errno, "MINIVAE_TEST_UNDER": str(self.path),
+               "MINIVAE_TEST_BYTES": str(getattr(self, "bytes", 0))}
+        return subprocess.Popen([sys.executable, "-c", FAULTY_CHILD, *map(str, args)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        process = self.start(*args)
+        out, err = process.communicate(timeout=120)
+        return subprocess.CompletedProcess(args, process.returncode, out, err)
+
+    def close(self) -> None:
+        if self.real:
+            subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+
+
+@pytest.fixture
+def disk(tmp_path):
+    made = []
+
+    def make(size_kb: int) -> Disk:
+        made.append(Disk(tmp_path / f"disk{len(made)}", size_kb))
+        return made[-1]
+
+    yield make
+    for d in made:
+        d.close()
+
+
+def test_a_full_disk_mid_run_keeps_the_last_checkpoint_and_says_so_in_one_line(disk):
+    d = disk(2048)
+    out = d.path / "run"
+    argv = ["train", "vae", "--hidden", "256", "--batch-size", "256", "--quiet", "--no-figures", "--out", out]
+    assert d.run(*argv, "--epochs", "1").returncode == 0
+    good = snapshot(out)
+    cause = d.fill(leave_kb=64)  # room for the write probe and metrics, not for a checkpoint (~400 kB)
+    done = d.run(*argv, "--epochs", "3", "--resume")
+    assert done.returncode == 1, done.stderr  # training had started
+    one_line(done.stderr, "checkpoint.npz", cause, "training stopped", "checkpoint.npz (after epoch 1)")
+    assert snapshot(out)["checkpoint.npz"] == good["checkpoint.npz"]
+    assert temp_files(out) == []
+    # eval fails before computing anything when nothing fits.
+    cause = d.fill(leave_kb=0)
+    before = snapshot(out)
+    for command in (["eval", out, "--k", "2"], ["sample", out, "--n", "4"], [*argv, "--epochs", "4", "--resume"]):
+        done = d.run(*command)
+        assert done.returncode == 2, done.stderr
+        one_line(done.stderr, cause)
+        assert snapshot(out) == before
+
+
+def test_a_read_only_remount_mid_run_is_one_line_and_exit_1(disk, tmp_path):
+    d = disk(4096)
+    out = d.path / "run"
+    process = d.start("train", "vae", "--data", "ring", "--hidden", "8", "--batch-size", "8", "--quiet",
+                      "--no-figures", "--epochs", "100000", "--checkpoint-minutes", "0.001", "--out", out)
+    try:
+        wait_for(out / "checkpoint.npz", process)
+        d.read_only()
+        if d.errno is not None:  # no real remount here: the child cannot see the change, start it again faulty
+            process.kill()
+            process.communicate()
+            process = d.start("train", "vae", "--data", "ring", "--hidden", "8", "--batch-size", "8", "--quiet",
+                              "--no-figures", "--epochs", "100000", "--checkpoint-minutes", "0.001", "--out", out, "--resume")
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode in (1, 2), err
+    one_line(err, "read-only file system")
+    read_checkpoint(out / "checkpoint.npz")  # the last one, whole

@@ -188,8 +188,8 @@ def _run_training(command: str, config, out: Path, args: argparse.Namespace, *, 
                       f"{again}", file=sys.stderr)
                 return 128 + signal_number(stop)
             except OSError as err:  # a full disk, a read-only remount: the last complete checkpoint is untouched
-                print(f"minivae {command}: error: cannot write {os_error(err)}; training stopped at epoch "
-                      f"{trainer.epoch + 1}; {trainer.kept()}", file=sys.stderr)
+                print(f"minivae {command}: error: cannot write {os_error(err)}; training stopped; {trainer.kept()}",
+                      file=sys.stderr)
                 return 1
             # The checkpoint and metrics are on disk: what follows is optional and may fail without loss.
             report = _optional(command, "the latent diagnostics", lambda: trainer.finish(progress=not quiet))
