@@ -436,6 +436,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         label = args.label
     # Never the training's samples.png: a name of its own, refused if it exists (unless --overwrite).
     name = f"samples-n{args.n}-seed{args.seed}" + (f"-label{label}" if label is not None else "") + ".png"
+    if args.out and not Path(args.out).is_dir() and Path(args.out).suffix.lower().lstrip(".") not in ("png", "pdf", "svg"):
+        return _error("sample", f"--out {args.out}: a picture is written as .png, .pdf or .svg (by the suffix); "
+                                f"got {Path(args.out).suffix or 'no suffix'}")
     checked = _output("sample", args, Path(args.run_dir) / name, replaceable=False)
     if checked is None:
         return 2
@@ -617,7 +620,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("sample", help="draw samples from a trained model into a PNG", **HELP)
     p.add_argument("run_dir", help="the run folder (holds checkpoint.npz)")
     p.add_argument("--n", type=positive_int, default=64, help="number of samples")
-    p.add_argument("--out", default=None, help="PNG file (default RUN_DIR/samples-nN-seedS.png)")
+    p.add_argument("--out", default=None,
+                   help="picture file, .png, .pdf or .svg by its suffix (default RUN_DIR/samples-nN-seedS.png)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--label", type=int, default=None, help="class to generate (cvae)")
     p.add_argument("--seed", type=non_negative_int, default=0, help=seed_help)

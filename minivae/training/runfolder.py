@@ -162,9 +162,9 @@ def explain(err: OSError) -> str:
 def writable_folder(path: str | os.PathLike, flag: str) -> Path:
     """Create folder ``path`` if needed and prove it writable, or raise a one-line :class:`RunFolderError`."""
     path = Path(path)
+    check_name_length(path / MANIFEST, flag)
     if path.exists() and not path.is_dir():
         raise RunFolderError(f"{flag} {path}: is a file, not a folder; choose a folder path")
-    check_name_length(path / MANIFEST, flag)
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
             raise RunFolderError(f"{flag} {path}: {parent} is a file, so nothing can be created under it")
@@ -185,7 +185,7 @@ TEMP_EXTRA = 14
 def check_name_length(path: Path, flag: str) -> None:
     """Refuse a file name the file system cannot hold (with its temporary name), before any work."""
     try:
-        limit = os.pathconf(path.parent if path.parent.exists() else ".", "PC_NAME_MAX")
+        limit = os.pathconf(".", "PC_NAME_MAX")  # the usual limit; checked before anything touches the path
     except (OSError, ValueError, AttributeError):
         limit = NAME_MAX
     for part in path.parts:
@@ -213,11 +213,11 @@ def _probe(folder: Path) -> None:
 def writable_file(path: str | os.PathLike, flag: str, *, overwrite: bool = False) -> Path:
     """Check that file ``path`` can be written (and may be replaced), before any work is done."""
     path = Path(path)
+    check_name_length(path, flag)
     if path.is_dir():
         raise RunFolderError(f"{flag} {path}: is a folder; give a file name such as {path / 'out.png'}")
     if path.exists() and not overwrite:
         raise RunFolderError(f"{flag} {path}: the file exists; pass --overwrite to replace it, or choose another {flag}")
-    check_name_length(path, flag)
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
             raise RunFolderError(f"{flag} {path}: {parent} is a file, so nothing can be created under it")
@@ -273,6 +273,7 @@ class RunFolder:
     def __init__(self, path: str | os.PathLike, flag: str = "--out") -> None:
         self.path, self.flag = Path(path), flag
         self._key: str | None = None
+        check_name_length(self.path / MANIFEST, flag)  # before exists(), which fails on such names
         self.created = not self.path.exists()  # so a refused run can leave no empty folder behind
         writable_folder(self.path, flag)
         self._lock()

@@ -33,6 +33,7 @@ import contextlib
 import csv
 import io
 import itertools
+import json
 import math
 import os
 import time
@@ -144,6 +145,12 @@ def load_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
     else:
         options = {"test_fraction": config.test_fraction, "seed": 0}
     train, test = load_dataset(config.data, "train", **options), load_dataset(config.data, "test", **options)
+    if "test_fraction" in options and (len(test) < 1 or len(train) < config.batch_size):
+        raise DataError(
+            f"--test-fraction {config.test_fraction}: the split of {config.data} leaves {len(train)} training and "
+            f"{len(test)} test examples; training needs at least one batch (--batch-size {config.batch_size}) "
+            "and the test set at least one example"
+        )
     if train.dim != test.dim or train.image_shape != test.image_shape:
         where = f" in --data-dir {config.data_dir}" if config.data_dir else ""
         shape = lambda d: "x".join(map(str, d.image_shape)) if d.image_shape else f"{d.dim} values"  # noqa: E731
@@ -253,6 +260,7 @@ class Trainer:
                     f"{path}: cannot resume with other settings (only {', '.join(RESUMABLE_KEYS)} may change):\n  "
                     + "\n  ".join(diff)
                 )
+            self._warn_if_config_edited(ckpt.config)
             self.epoch, self.history = ckpt.epoch, ckpt.history
             self.saved_epoch, self.position = ckpt.epoch, ckpt.position
             self.saved_position = ckpt.position
@@ -264,6 +272,23 @@ class Trainer:
             where = (f"at step {ckpt.position['step']} of epoch {self.epoch + 1}" if ckpt.position
                      else f"after epoch {self.epoch}")
             self.log(f"resuming {path} {where}")
+
+    def _warn_if_config_edited(self, saved: dict[str, Any]) -> None:
+        """config.json is a copy for reading; the checkpoint's settings are the ones a resumed run uses
+        (with the command line's, which must agree). Say so when the copy was edited."""
+        path = self.out_dir / "config.json"
+        try:
+            on_disk = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            on_disk = None
+        if not isinstance(on_disk, dict):
+            diff = ["it is missing or not valid JSON"] if path.exists() else []
+        else:
+            diff = config_differences(saved, on_disk)
+        if diff:
+            self.log(f"warning: {path} differs from the settings saved in the checkpoint ({'; '.join(diff)}); "
+                     f"the checkpoint is authoritative (edits to config.json are not used), and config.json is "
+                     "rewritten from the settings of this run")
 
     def close(self) -> None:
         """Release the folder's lock (the OS also does so when the process ends)."""
