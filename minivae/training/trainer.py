@@ -58,7 +58,7 @@ from minivae.training.config import (  # noqa: F401
 from minivae.training.data import (
     DataError, Dataset, batches, binarize, binarize_dataset, load_dataset, save_binarized,
 )
-from minivae.training.memory import check_fits, training_bytes
+from minivae.training.memory import MemoryEstimateError, check_fits, loading_bytes, training_bytes
 from minivae.training.runfolder import (  # noqa: F401
     RUN_OUTPUTS, RunFolder, RunFolderError, atomic_write_bytes, atomic_write_json, atomic_write_text,
 )
@@ -234,11 +234,16 @@ class Trainer:
         backend.set_backend(config.backend)
         self.train_set, self.test_set = load_data(config)
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
-        samples = config.k if "k" in config.model_kwargs(1) else 1
+        options = config.model_kwargs(self.steps_per_epoch)
+        samples = config.k if "k" in options else 1
+        flags = {"k": "--k", "positions": "--positions", "codebook_size": "--codebook-size", "made_hidden": "--made-hidden"}
         check_fits(
-            training_bytes(self.train_set.dim, config.latent, config.hidden, config.batch_size, samples),
-            f"{config.model} with --latent {config.latent} --hidden {' '.join(map(str, config.hidden))}"
-            + (f" --k {config.k}" if samples > 1 else ""),
+            training_bytes(self.train_set.dim, config.latent, config.hidden, config.batch_size, samples,
+                           model=config.model, options=options, num_classes=self.train_set.num_classes),
+            f"{config.model} with --latent {config.latent} --hidden {' '.join(map(str, config.hidden))} "
+            f"--batch-size {config.batch_size}"
+            + "".join(f" {flag} {' '.join(map(str, v)) if isinstance(v, tuple) else v}"
+                      for name, flag in flags.items() if (v := options.get(name)) is not None),
         )
 
         root = Generator(config.seed)
@@ -525,6 +530,13 @@ def load_run(
         config.data_dir = str(data_dir)
     train_set, _ = load_data(config)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    try:  # a saved config may ask for anything (an edited checkpoint): check before allocating
+        check_fits(loading_bytes(config.model, train_set.dim, config.latent, config.hidden,
+                                 config.model_kwargs(steps_per_epoch), train_set.num_classes),
+                   f"{path}: the saved model ({config.model}, --latent {config.latent}, --hidden "
+                   f"{' '.join(map(str, config.hidden))})")
+    except MemoryEstimateError as err:
+        raise CheckpointError(str(err)) from None
     model = build_model(
         config.model, train_set.dim, config.latent, config.hidden, Generator(0),
         num_classes=train_set.num_classes, **config.model_kwargs(steps_per_epoch),
