@@ -3,7 +3,6 @@ flag or the file, the right exit code, and nothing on disk changed."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil

@@ -85,8 +85,6 @@ def available_bytes() -> int | None:
 
 
 def gigabytes(n: float) -> str:
-    if n >= 1e12:
-        return f"{n / 1e12:.3g} TB"
     return f"{n / 1e9:.3g} GB" if n >= 1e8 else f"{n / 1e6:.3g} MB"
 
 
