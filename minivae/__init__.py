@@ -11,6 +11,10 @@ pass in :mod:`minivae.ops`), checked (:func:`gradcheck`) and fast.
 """
 
 from minivae.providers import backend
+from minivae import ops
+
+ops.install_tensor_operators()  # x + y, x @ W, x.sum(), ...: the one place Tensor gets its operators
+
 from minivae import distributions, losses, nn, optim, random
 from minivae.providers import get_kernels, set_kernels, use_kernels
 from minivae.providers.backend import get_backend, set_backend, use_backend
