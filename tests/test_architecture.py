@@ -21,7 +21,8 @@ from minivae import ops
 
 ROOT = pathlib.Path(minivae.__file__).resolve().parent
 REPO = ROOT.parent
-ENGINE = sorted(ROOT.glob("*.py")) + sorted((ROOT / "ops").glob("*.py"))
+# minivae/__main__.py is `python -m minivae`: the command line's entry point, so it belongs to cli/.
+ENGINE = sorted(p for p in ROOT.glob("*.py") if p.name != "__main__.py") + sorted((ROOT / "ops").glob("*.py"))
 ABOVE = ("minivae.models", "minivae.training", "minivae.labs", "minivae.cli")
 
 
