@@ -237,8 +237,13 @@ def _load(command: str, args: argparse.Namespace):
     from minivae.nn import StateDictError
     from minivae.providers.backend import BackendError
     from minivae.training.data import DataError
+    from minivae.training.runfolder import training_in_progress
     from minivae.training.trainer import CheckpointError, load_run
 
+    if training_in_progress(args.run_dir):
+        print(f"minivae {command}: error: {args.run_dir}: a training run is still writing this folder (it holds "
+              "the folder's lock); wait for it to end, then try again", file=sys.stderr)
+        return None
     try:
         _set_backend(args.backend)
         return load_run(args.run_dir, data_dir=args.data_dir, download=args.download)

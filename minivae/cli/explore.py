@@ -1,0 +1,93 @@
+"""CLI: ``minivae explore RUN_DIR``: the latent explorer in the browser (see minivae/explore/).
+
+    minivae explore runs/demo                      # http://127.0.0.1:8000/, opens the browser
+    minivae explore runs/demo --port 0 --no-browser  # a free port, printed
+
+The run is loaded by the same code as ``minivae eval`` (so a broken checkpoint or a run
+still training gets the same one-line errors, exit 2). Ctrl-C stops the server: exit 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import socket
+import sys
+import webbrowser
+from pathlib import Path
+from typing import Any
+
+from minivae.cli.models import HELP, _add_backend, _add_data_source, _error, _load, non_negative_int, positive_int
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _final_metrics(run_dir: Path) -> dict[str, Any]:
+    """The run's last test metrics from metrics.json (empty when it is missing or unreadable: optional)."""
+    try:
+        final = json.loads((run_dir / "metrics.json").read_text()).get("final") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {"epoch": final.get("epoch"), **{f"test_{k}": v for k, v in (final.get("test") or {}).items()}}
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from minivae.explore import Explorer, ExploreError, make_server
+    from minivae.cli.models import single_threaded_blas
+    from minivae.training.trainer import load_data
+
+    if args.port > 65535:
+        return _error("explore", f"--port must be in [0, 65535], got {args.port}")
+    loaded = _load("explore", args)
+    if loaded is None:
+        return 2
+    config, model, _ = loaded
+    with single_threaded_blas():
+        try:
+            _, test = load_data(config)
+            explorer = Explorer(config, model, test, run_dir=args.run_dir, metrics=_final_metrics(Path(args.run_dir)),
+                                k=args.k)
+        except ExploreError as err:
+            return _error("explore", str(err).removeprefix("explore: "))
+        if not _is_loopback(args.host):
+            print(f"minivae explore: warning: --host {args.host} is not a loopback address: anyone who can reach "
+                  "this machine on the network can use the explorer", file=sys.stderr)
+        try:
+            server = make_server(explorer, args.host, args.port)
+        except (OSError, socket.gaierror) as err:
+            return _error("explore", f"--host {args.host} --port {args.port}: cannot listen there ({err.strerror or err})")
+        host, port = server.server_address[:2]
+        shown = f"[{host}]" if ":" in str(host) else host
+        url = f"http://{shown}:{port}/"
+        print(f"minivae explore: {config.model} on {config.data} ({explorer.latent}-D latent) at {url} "
+              "(Ctrl-C to stop)", flush=True)
+        if not args.no_browser:
+            webbrowser.open(url)
+        try:
+            server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            print("\nminivae explore: stopped", file=sys.stderr)
+            return 130
+        finally:
+            server.server_close()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("explore", help="a local web page over a trained run's latent space", **HELP)
+    p.add_argument("run_dir", help="the run folder (holds checkpoint.npz): vae, cvae, iwae, ae or dae on images")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (other than loopback: a warning)")
+    p.add_argument("--port", type=non_negative_int, default=8000, help="port; 0 picks a free one (printed)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.add_argument("--k", type=positive_int, default=1000, help="importance samples for an example's ln p(x)")
+    _add_data_source(p)
+    _add_backend(p)
+    p.set_defaults(func=cmd_explore)
