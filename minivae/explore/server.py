@@ -36,7 +36,7 @@ from minivae.explore.session import Explorer, ExploreError
 
 STATIC = Path(__file__).resolve().parent / "static"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-MAX_QUERY = 64 * 1024  # characters: a z of a few thousand numbers fits; more is a mistake
+MAX_QUERY = 16 * 1024  # characters: a z of a thousand numbers fits; more is a mistake
 
 
 class ApiError(Exception):
@@ -201,6 +201,11 @@ class Handler(BaseHTTPRequestHandler):
         self._error(405, "POST: the explorer answers GET only")
 
     do_PUT = do_DELETE = do_PATCH = do_POST
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a request line over 64 KiB, a malformed request) as one line of JSON too."""
+        self.close_connection = True
+        self._error(code, message or HTTPStatus(code).phrase)
 
     def _error(self, status: int, message: str) -> None:
         self._send(status, "application/json", json.dumps({"error": " ".join(message.split())}).encode())
