@@ -223,9 +223,15 @@ class Handler(BaseHTTPRequestHandler):
         pass  # one line per request would bury the URL and the errors
 
 
+class ExplorerServer(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 pending connections drops a burst of more clients'
+    # connection attempts, which then wait a full second to retry: keep a deeper queue.
+    request_queue_size = 64
+
+
 def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     """A server bound to (host, port) (port 0: a free one; see ``server.server_address``), not yet serving."""
     handler = type("ExplorerHandler", (Handler,), {"explorer": explorer})
-    server = ThreadingHTTPServer((host, port), handler)
+    server = ExplorerServer((host, port), handler)
     server.daemon_threads = True  # Ctrl-C does not wait for open connections
     return server
