@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import socket
 import sys
 import webbrowser
-from pathlib import Path
-from typing import Any
 
 from minivae.cli.models import HELP, _add_backend, _add_data_source, _error, _load, non_negative_int, positive_int
 
@@ -30,17 +27,8 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _final_metrics(run_dir: Path) -> dict[str, Any]:
-    """The run's last test metrics from metrics.json (empty when it is missing or unreadable: optional)."""
-    try:
-        final = json.loads((run_dir / "metrics.json").read_text()).get("final") or {}
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return {"epoch": final.get("epoch"), **{f"test_{k}": v for k, v in (final.get("test") or {}).items()}}
-
-
 def cmd_explore(args: argparse.Namespace) -> int:
-    from minivae.explore import Explorer, ExploreError, make_server
+    from minivae.explore import Explorer, ExploreError, make_server, run_metrics
     from minivae.cli.models import single_threaded_blas
     from minivae.training.trainer import load_data
 
@@ -53,7 +41,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     with single_threaded_blas():
         try:
             _, test = load_data(config)
-            explorer = Explorer(config, model, test, run_dir=args.run_dir, metrics=_final_metrics(Path(args.run_dir)),
+            explorer = Explorer(config, model, test, run_dir=args.run_dir, metrics=run_metrics(args.run_dir),
                                 k=args.k)
         except ExploreError as err:
             return _error("explore", str(err).removeprefix("explore: "))

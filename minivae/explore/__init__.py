@@ -5,6 +5,6 @@
 """
 
 from minivae.explore.server import make_server
-from minivae.explore.session import Explorer, ExploreError, png_bytes
+from minivae.explore.session import Explorer, ExploreError, png_bytes, run_metrics
 
-__all__ = ["Explorer", "ExploreError", "make_server", "png_bytes"]
+__all__ = ["Explorer", "ExploreError", "make_server", "png_bytes", "run_metrics"]

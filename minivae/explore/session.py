@@ -14,11 +14,13 @@ and the providers' buffers are not written for that, so every model call holds o
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 import threading
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,15 @@ def png_bytes(image: np.ndarray) -> bytes:
 
     header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8 bits, greyscale, no interlace
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+
+
+def run_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """The run's last test metrics from its metrics.json (empty when missing or unreadable: they are optional)."""
+    try:
+        final = json.loads((Path(run_dir) / "metrics.json").read_text()).get("final") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {"epoch": final.get("epoch"), **{f"test_{k}": v for k, v in (final.get("test") or {}).items()}}
 
 
 class Explorer:

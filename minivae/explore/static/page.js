@@ -152,6 +152,14 @@ async function start() {
     $("label").onchange = () => point && decode(latentOf(...point));
   }
   for (const id of ["index", "from", "to"]) $(id).max = info.test_examples - 1;
+  if (info.num_classes) {  // the label colours of the dots
+    for (let c = 0; c < info.num_classes; c++) {
+      const item = document.createElement("span"), swatch = document.createElement("i");
+      swatch.style.background = COLOURS[c % COLOURS.length];
+      item.append(swatch, `label ${c}`);
+      $("legend").appendChild(item);
+    }
+  }
   $("steps").max = info.max_steps;
   for (let k = 0; k < Math.min(24, info.test_examples); k++) {
     const img = new Image();
