@@ -381,6 +381,24 @@ def test_a_run_still_training_and_a_broken_checkpoint_get_the_same_errors_as_eva
     assert all((copy / n).read_bytes() == b for n, b in before.items() if n != "checkpoint.npz")
 
 
+def test_a_missing_run_a_bad_port_and_a_port_in_use_are_one_line_errors(runs, tmp_path, capsys):
+    assert main(["explore", str(tmp_path / "nothing"), "--no-browser"]) == 2
+    missing = capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "nothing")]) == 2
+    assert missing.removeprefix("minivae explore") == capsys.readouterr().err.removeprefix("minivae eval")
+    assert main(["explore", str(runs / "vae"), "--no-browser", "--port", "70000"]) == 2
+    assert "--port must be in [0, 65535], got 70000" in capsys.readouterr().err
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["explore", str(runs / "vae"), "--no-browser", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--port {port}: cannot listen there" in err
+
+
 def test_the_page_ships_with_the_package():
     import minivae.explore.server as server
 

@@ -15,7 +15,8 @@ import socket
 import sys
 import webbrowser
 
-from minivae.cli.models import HELP, _add_backend, _add_data_source, _error, _load, non_negative_int, positive_int
+from minivae.cli.models import (HELP, add_backend_flag, add_data_source_flags, load_run_or_report, non_negative_int,
+                                positive_int, report_error)
 
 
 def _is_loopback(host: str) -> bool:
@@ -33,8 +34,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from minivae.training.trainer import load_data
 
     if args.port > 65535:
-        return _error("explore", f"--port must be in [0, 65535], got {args.port}")
-    loaded = _load("explore", args)
+        return report_error("explore", f"--port must be in [0, 65535], got {args.port}")
+    loaded = load_run_or_report("explore", args)
     if loaded is None:
         return 2
     config, model, _ = loaded
@@ -44,14 +45,15 @@ def cmd_explore(args: argparse.Namespace) -> int:
             explorer = Explorer(config, model, test, run_dir=args.run_dir, metrics=run_metrics(args.run_dir),
                                 k=args.k)
         except ExploreError as err:
-            return _error("explore", str(err).removeprefix("explore: "))
+            return report_error("explore", str(err).removeprefix("explore: "))
         if not _is_loopback(args.host):
             print(f"minivae explore: warning: --host {args.host} is not a loopback address: anyone who can reach "
                   "this machine on the network can use the explorer", file=sys.stderr)
         try:
             server = make_server(explorer, args.host, args.port)
         except (OSError, socket.gaierror) as err:
-            return _error("explore", f"--host {args.host} --port {args.port}: cannot listen there ({err.strerror or err})")
+            reason = err.strerror or err
+            return report_error("explore", f"--host {args.host} --port {args.port}: cannot listen there ({reason})")
         host, port = server.server_address[:2]
         shown = f"[{host}]" if ":" in str(host) else host
         url = f"http://{shown}:{port}/"
@@ -76,6 +78,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=non_negative_int, default=8000, help="port; 0 picks a free one (printed)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
     p.add_argument("--k", type=positive_int, default=1000, help="importance samples for an example's ln p(x)")
-    _add_data_source(p)
-    _add_backend(p)
+    add_data_source_flags(p)
+    add_backend_flag(p)
     p.set_defaults(func=cmd_explore)

@@ -539,3 +539,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", choices=sorted(MODELS), help="which model")
     p.add_argument("--seed", type=non_negative_int, default=0, help=seed_help)
     p.set_defaults(func=cmd_gradcheck)
+
+
+# Shared with the other command modules (minivae.cli.explore), so a run is loaded, and its
+# errors and flags read, exactly as for eval.
+load_run_or_report = _load
+report_error = _error
+add_backend_flag = _add_backend
+add_data_source_flags = _add_data_source
