@@ -81,7 +81,7 @@ def display_name(op: str) -> str:
 
 
 def _parents(t: Tensor) -> tuple[Tensor, ...]:
-    return tuple(getattr(t, "parents", None) or t._parents)
+    return tuple(t.parents)
 
 
 def _tensors(root: Tensor) -> list[Tensor]:

@@ -405,7 +405,7 @@ def test_the_page_ships_with_the_package():
     for name in ("page.html", "page.js", "page.css"):
         assert (server.STATIC / name).is_file()
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-    assert '"explore/static/*"' in pyproject
+    assert '"minivae.explore" = ["static/*"]' in pyproject
 
 
 # =============================================================================
