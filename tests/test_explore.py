@@ -36,6 +36,7 @@ RUNS = {  # name: train arguments
     "cvae": ["cvae", "--latent", "3", "--binarize", "static"],
     "iwae": ["iwae", "--latent", "3", "--k", "2", "--binarize", "static"],
     "ae": ["ae", "--latent", "2"],
+    "dae": ["dae", "--latent", "3", "--noise", "mask"],
 }
 
 
@@ -129,13 +130,13 @@ def test_png_bytes_round_trip_with_zero_and_one_and_a_single_pixel():
     np.testing.assert_array_equal(read_png(png_bytes(np.array([[2.0]]))), [[255]])  # clipped
 
 
-@pytest.mark.parametrize("name", ["vae", "cvae", "iwae", "ae", "demo"])
+@pytest.mark.parametrize("name", ["vae", "cvae", "iwae", "ae", "dae", "demo"])
 def test_info_plane_decode_interpolate(served, name):
     s = served(name)
     info = s.json("/api/info")
-    latent = {"vae": 2, "cvae": 3, "iwae": 3, "ae": 2, "demo": 2}[name]
+    latent = {"vae": 2, "cvae": 3, "iwae": 3, "ae": 2, "dae": 3, "demo": 2}[name]
     assert info["model"] == name.replace("demo", "vae") and info["latent"] == latent and info["data"] == "digits"
-    assert info["conditional"] == (name == "cvae") and info["probabilistic"] == (name != "ae")
+    assert info["conditional"] == (name == "cvae") and info["probabilistic"] == (name not in ("ae", "dae"))
     assert info["log_likelihood"] == (name in ("vae", "cvae", "iwae"))
     plane = s.json("/api/plane")
     n = info["test_examples"]

@@ -58,6 +58,17 @@ def test_vae_graph_layout_has_no_edge_through_a_box_and_reads_at_full_screen(eng
     assert root == f"n{len(picture.nodes) - 1}" and picture.nodes[-1].kind == "output"
 
 
+@pytest.mark.parametrize("name", ["iwae", "cvae", "dae", "bvae", "vqvae", "madevae"])
+def test_every_models_loss_graph_has_no_edge_through_a_box(name):
+    model = build_model(name, 16, 2, [8, 8], Generator(0), num_classes=3)
+    x = (np.random.default_rng(0).random((4, 16)) > 0.5).astype("float32")
+    loss = model.loss(x, np.arange(4) % 3, Generator(1))["loss"]
+    for engine in ENGINES:
+        picture = draw_graph(loss, module=model, engine=engine)
+        assert edges_through_boxes(picture.geometry()) == [], (name, engine)
+        assert not any(n.label == "parameter" for n in picture.nodes)  # every parameter by its name
+
+
 def test_the_box_crossing_check_finds_a_crossing():
     boxes = {"a": (0, 0, 10, 10), "b": (50, 0, 60, 10), "c": (25, -5, 35, 15)}
     through = Geometry(100, 20, 16, boxes, [("a", "b", [(10, 5), (50, 5)])])
