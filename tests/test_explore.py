@@ -230,6 +230,7 @@ BAD = [
     ("/api/decode?z=nan,1", 400, "no NaN or inf"),
     ("/api/decode?z=1,inf", 400, "no NaN or inf"),
     ("/api/decode?z=1,-Infinity", 400, "no NaN or inf"),
+    ("/api/decode?z=1e300,0", 400, "within ±1e+06"),  # finite, but no latent point (and inf in float32)
     ("/api/decode?z=", 400, "z: expected 2"),
     ("/api/decode", 400, "z: missing"),
     ("/api/decode?z=1,2&z=3,4", 400, "given 2 times"),
@@ -246,6 +247,7 @@ BAD = [
     ("/api/plane?axes=0,5", 400, "two different indices"),
     ("/api/plane?axes=x", 400, "expected 'pca' or two latent indices"),
     ("/api/plane?axes=0,1&hold=nan", 400, "hold: expected a finite number"),
+    ("/api/plane?axes=0,1&hold=1e9", 400, "hold: expected a finite number within"),
     ("/api/encode?index=1&&&=", 400, "not name=value pairs"),
     ("/api/nothing", 404, "no such path"),
     ("/etc/passwd", 404, "no such path"),

@@ -36,6 +36,7 @@ from minivae.explore.session import Explorer, ExploreError
 
 STATIC = Path(__file__).resolve().parent / "static"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+MAX_LATENT = 1e6  # |z| beyond this is no point of any trained latent space (1e300 would be inf in float32)
 MAX_QUERY = 16 * 1024  # characters: a z of a thousand numbers fits; more is a mistake
 
 
@@ -73,8 +74,8 @@ def _float(query: dict[str, list[str]], name: str, default: str | None = None) -
         value = float(text)
     except ValueError:
         raise ApiError(400, f"{name}: expected a number, got {text[:40]!r}") from None
-    if not math.isfinite(value):
-        raise ApiError(400, f"{name}: expected a finite number, got {text[:40]!r}")
+    if not math.isfinite(value) or abs(value) > MAX_LATENT:
+        raise ApiError(400, f"{name}: expected a finite number within ±{MAX_LATENT:g}, got {text[:40]!r}")
     return value
 
 
@@ -91,6 +92,8 @@ def _vector(query: dict[str, list[str]], name: str, length: int) -> list[float]:
             raise ApiError(400, f"{name}: value {k} is {part[:40]!r}, not a number") from None
         if not math.isfinite(value):
             raise ApiError(400, f"{name}: value {k} is {part[:40]!r}; expected finite numbers (no NaN or inf)")
+        if abs(value) > MAX_LATENT:
+            raise ApiError(400, f"{name}: value {k} is {part[:40]!r}; expected numbers within ±{MAX_LATENT:g}")
         values.append(value)
     return values
 

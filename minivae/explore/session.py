@@ -131,13 +131,10 @@ class Explorer:
         z = np.asarray(z, dtype=self.model.dtype).reshape(-1, self.latent)
         y = None
         if self.conditional:
-            y = np.full(len(z), self.default_label() if label is None else label, dtype=np.int64)
+            y = np.full(len(z), 0 if label is None else label, dtype=np.int64)  # class 0 unless one is chosen
         with self.lock, no_grad():
             x = self.model.decode(z, y).numpy()
         return np.clip(x, 0, 1).reshape(len(z), *self.test.image_shape)
-
-    def default_label(self) -> int:
-        return 0
 
     # -- the plane ---------------------------------------------------------------------
     def _principal_plane(self) -> Plane:
