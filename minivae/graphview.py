@@ -155,9 +155,11 @@ def _nodes(root: Tensor, contents: str = "shape", names: dict[int, str] | None =
             detail = f"{t.shape} {t.dtype}"
         elif contents == "value":
             detail = "" if kind == "constant" else _summary(t.numpy(), "value")
+        elif not t.requires_grad:
+            detail = "no gradient (a constant)" if kind == "constant" else "no gradient (data)"
         else:
             grad = t.grad
-            detail = ("no gradient kept" if grad is None
+            detail = ("no gradient kept (see retain_grads)" if grad is None
                       else _summary(grad.get() if hasattr(grad, "get") else grad, "grad"))
         index[id(t)] = len(nodes)
         nodes.append(Node(len(nodes), label, kind, t.shape, inputs, detail))

@@ -140,7 +140,11 @@ def test_gradients_after_backward():
     nodes = {n.label: n for n in mv.graphview._nodes(loss, "grad")}
     assert nodes["w"].detail == "grad [[36.]]"
     assert nodes["matmul"].detail == "grad [[12.]]"
-    assert nodes["x"].detail == "no gradient kept"
+    assert nodes["x"].detail == "no gradient (data)"
+    retained_nothing = (x @ w).sum()
+    retained_nothing.backward(retain_graph=True)
+    assert {n.label: n.detail for n in mv.graphview._nodes(retained_nothing, "grad")}["matmul"] == (
+        "no gradient kept (see retain_grads)")
     assert "grad [[36.]]" in draw_graph(loss, contents="grad", engine="matplotlib")._repr_svg_()
 
 
