@@ -391,6 +391,8 @@ def test_a_missing_run_a_bad_port_and_a_port_in_use_are_one_line_errors(runs, tm
     assert missing.removeprefix("minivae explore") == capsys.readouterr().err.removeprefix("minivae eval")
     assert main(["explore", str(runs / "vae"), "--no-browser", "--port", "70000"]) == 2
     assert "--port must be in [0, 65535], got 70000" in capsys.readouterr().err
+    assert main(["explore", str(runs / "vae"), "--no-browser", "--k", "1000000"]) == 2
+    assert "--k 1000000: ln p(x) is computed while the page waits; at most 100000" in capsys.readouterr().err
     import socket
 
     with socket.socket() as taken:

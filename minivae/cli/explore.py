@@ -19,6 +19,9 @@ from minivae.cli.models import (HELP, add_backend_flag, add_data_source_flags, l
                                 positive_int, report_error)
 
 
+MAX_K = 100_000  # importance samples per request: the page waits for its answer (eval is for big k)
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -35,6 +38,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     if args.port > 65535:
         return report_error("explore", f"--port must be in [0, 65535], got {args.port}")
+    if args.k > MAX_K:
+        return report_error("explore", f"--k {args.k}: ln p(x) is computed while the page waits; at most {MAX_K}")
     loaded = load_run_or_report("explore", args)
     if loaded is None:
         return 2
