@@ -36,6 +36,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -493,10 +494,15 @@ class GraphPicture:
         data = self.render(fmt)
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
-        temp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-        with open(temp, "wb") as fh:
-            fh.write(data)
-        os.replace(temp, path)
+        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+        try:  # a reader sees the old picture or the new one, never half of one
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(temp, 0o644)
+            os.replace(temp, path)
+        except BaseException:
+            os.unlink(temp)
+            raise
         self.path = path
         return path
 
