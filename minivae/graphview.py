@@ -493,8 +493,11 @@ class GraphPicture:
             raise ValueError(f"draw_graph: cannot write {path!r}; use a .png, .svg, .pdf or .dot path")
         data = self.render(fmt)
         folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+        except OSError as err:
+            raise OSError(f"draw_graph: cannot write {path!r} ({err.strerror or err})") from None
         try:  # a reader sees the old picture or the new one, never half of one
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)

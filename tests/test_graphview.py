@@ -163,6 +163,10 @@ def test_a_freed_graph_and_bad_arguments_are_one_line_errors(tmp_path):
     with pytest.raises(ValueError, match="already freed"):
         draw_graph(loss)
     assert not list(tmp_path.iterdir())  # nothing written by a refused call
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(OSError, match=r"draw_graph: cannot write .*file/graph.png"):
+        draw_graph(small_vae_loss(), tmp_path / "file" / "graph.png")
+    assert (tmp_path / "file").read_text() == "mine" and len(list(tmp_path.iterdir())) == 1
 
 
 def test_draw_graph_writes_dot_and_a_zero_d_graph(tmp_path):
