@@ -463,6 +463,12 @@ def test_the_page_in_headless_chromium(served, browser):
     assert z[0] > 0 and z[1] > 0
     shown = np.array(moved.split(","), dtype=np.uint8).reshape(read_png(s.get("/api/decode?z=0,0")[2]).shape)
     np.testing.assert_array_equal(shown, read_png(s.get(f"/api/decode?z={z[0]},{z[1]}")[2]))
+    # Drag: the point follows the mouse, and the image follows the point.
+    ActionChains(browser).move_to_element_with_offset(canvas, 0, 0).click_and_hold().move_by_offset(-60, 40) \
+        .move_by_offset(-60, 40).release().perform()
+    wait.until(lambda d: (p := d.execute_script(PIXELS)) and p != moved)
+    dragged = [float(v) for v in browser.find_element(By.ID, "decoded").get_attribute("data-z").split(",")]
+    assert dragged[0] < 0 and dragged[1] < 0
     # Pick test image 7: its ELBO terms appear and agree with /api/encode.
     browser.find_element(By.CSS_SELECTOR, "#thumbs img[data-index='7']").click()
     wait.until(lambda d: d.find_element(By.ID, "index").get_attribute("value") == "7")
