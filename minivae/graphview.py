@@ -222,7 +222,7 @@ def to_dot(root: Tensor, contents: str = "shape", module: Any = None) -> str:
     nodes = _nodes(root, contents, _parameter_names(module))
     out = [
         "digraph minivae {",
-        "  rankdir=LR; splines=true; nodesep=0.25; ranksep=0.45; pad=0.2;",
+        "  rankdir=LR; splines=true; nodesep=0.25; ranksep=0.35; pad=0.2;",
         f'  graph [fontname="Helvetica", fontsize={FONT_PX}, labelloc=b, label={_legend_html()}];',
         f'  node [shape=box, fontname="Helvetica", fontsize={FONT_PX}, margin="0.12,0.06"];',
         '  edge [color="#666666", arrowsize=0.8];',
@@ -320,7 +320,7 @@ def _layers(nodes: list[Node]) -> dict[int, int]:
 
 
 def _fallback_layout(nodes: list[Node]) -> Geometry:
-    font, pad, gap_x, gap_y, lane = FONT_PX, 8.0, 44.0, 14.0, 10.0
+    font, pad, gap_x, gap_y, lane = FONT_PX, 8.0, 36.0, 14.0, 10.0
     layer = _layers(nodes)
     # Long edges become chains of lane points, one per column crossed: every segment then
     # joins neighbouring columns, and a lane has its own slot in its column, so no edge
