@@ -21,9 +21,10 @@ from minivae.models import build_model
 from minivae.random import Generator
 
 
-def main(out: str = "examples/results/vae_loss_graph.png", engine: str = "auto", grads: bool = False) -> str:
-    pixels, hidden, batch = (4, 3, 2) if grads else (64, 128, 8)  # gradients in full need tiny tensors
-    model = build_model("vae", pixels, 2, [hidden], Generator(0))
+def main(out: str = "examples/results/vae_loss_graph.png", engine: str = "auto", grads: bool = False,
+         hidden: tuple[int, ...] = (128,)) -> str:
+    pixels, hidden, batch = (4, (3,), 2) if grads else (64, tuple(hidden), 8)  # gradients in full need tiny tensors
+    model = build_model("vae", pixels, 2, list(hidden), Generator(0))
     x = (np.random.default_rng(0).random((batch, pixels)) > 0.5).astype("float32")
     loss = model.loss(x, None, Generator(1))["loss"]
     if grads:
@@ -39,5 +40,6 @@ if __name__ == "__main__":
     parser.add_argument("--out", default="examples/results/vae_loss_graph.png")
     parser.add_argument("--engine", choices=("auto", "dot", "matplotlib"), default="auto")
     parser.add_argument("--grads", action="store_true", help="a tiny VAE after backward(), gradients in the boxes")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[128], help="hidden widths (the demo: 256 128)")
     args = parser.parse_args()
-    main(args.out, args.engine, args.grads)
+    main(args.out, args.engine, args.grads, tuple(args.hidden))
