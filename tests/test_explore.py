@@ -352,6 +352,20 @@ def test_the_command_serves_on_a_free_port_and_stops_cleanly_on_ctrl_c(runs):
     assert proc.returncode == 130 and "Traceback" not in err and "stopped" in err
 
 
+def test_two_explorers_of_one_run_at_once(runs):
+    first, a = start(str(runs / "vae"), "--port", "0")
+    second, b = start(str(runs / "vae"), "--port", "0")
+    try:
+        answers = [json.loads(urllib.request.urlopen(f"http://{address}/api/encode?index=3", timeout=30).read())
+                   for address in (a, b)]
+        assert a != b and answers[0] == answers[1]  # read-only: neither locks the run, both answer alike
+    finally:
+        for proc in (first, second):
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=30)
+    assert first.returncode == second.returncode == 130
+
+
 def test_a_non_loopback_host_gets_a_warning(runs):
     proc, address = start(str(runs / "vae"), "--port", "0", "--host", "0.0.0.0")
     proc.send_signal(signal.SIGINT)
