@@ -92,6 +92,9 @@ def test_the_built_wheel_works_in_a_fresh_venv_beside_a_courses_own_kernels_and_
          cwd=tmp_path, env=env)
     top_level = [p.name for p in inner.iterdir() if p.is_dir() and not p.name.endswith((".dist-info", "__pycache__"))]
     assert top_level == ["minivae"], f"the wheel installs top-level {top_level}"
+    # The explorer's page is package data: `minivae explore` serves it from the installed package.
+    static = inner / "minivae" / "explore" / "static"
+    assert sorted(p.name for p in static.iterdir()) == ["page.css", "page.html", "page.js"]
 
     # 3. A course folder with its own kernels/ and derivations/ packages: cwd comes first on sys.path.
     course = tmp_path / "course"

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "minivae.cli.derive",  # derive
     "minivae.cli.estimators",  # estimators
     "minivae.cli.lab",  # lab decoders
+    "minivae.cli.explore",  # explore
 )
 
 
