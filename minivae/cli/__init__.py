@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "minivae.cli.derive",  # derive
     "minivae.cli.estimators",  # estimators
     "minivae.cli.lab",  # lab decoders
+    "minivae.cli.exercise",  # exercise list | start | check (the course autograder)
 )
 
 
