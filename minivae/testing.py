@@ -486,6 +486,11 @@ def _describe_error(err: BaseException) -> str:
 
 
 def _error_hint(err: BaseException) -> str:
+    if isinstance(err, FloatingPointError) and "divide" in str(err):
+        return ("a division by zero or the log of 0: for extreme inputs, use a form that never reaches 0 "
+                "(log σ(x) = -softplus(-x), not log(σ(x)))")
+    if isinstance(err, FloatingPointError) and "invalid" in str(err):
+        return "an invalid operation (inf - inf, 0 · inf, 0/0): for extreme inputs, use a form that stays finite"
     if isinstance(err, FloatingPointError):
         return ("compute it in a form that cannot overflow for large |x| "
                 "(e.g. exp(-|x|) instead of exp(-x), or subtract the maximum before exp)")

@@ -132,7 +132,7 @@ def test_wrong_shape_wrong_dtype_and_raising_code_get_clear_messages(tmp_path):
                                      "return (g * y * (1 - y)).astype('float64')"))
     assert {f.dtype for f in dtype.failures} == {"float32"}
     assert "vjp returned a float64 gradient for x, which is float32" in dtype.failures[0].detail
-    raising = grade("kl", planted(tmp_path, "kl", "g = g[..., None]", "g = g[..., None] / 0 + undefined_name"))
+    raising = grade("kl", planted(tmp_path, "kl", "g = g[..., None]", "g = g[..., None] + undefined_name"))
     assert "your code raised NameError: name 'undefined_name' is not defined" in raising.failures[0].detail
     assert "at kl.py, line" in raising.failures[0].detail
 
