@@ -114,7 +114,8 @@ def binary_cases(low: float = -2.0, high: float = 2.0, low_b: float | None = Non
     lb, hb = (low if low_b is None else low_b), (high if high_b is None else high_b)
     a = lambda *shape: _draw(rng, shape, low, high)  # noqa: E731
     b = lambda *shape: _draw(rng, shape, lb, hb)  # noqa: E731
-    both = lambda *shape: _draw(rng, shape, max(low, lb), min(high, hb))  # noqa: E731
+    overlap = (max(low, lb), min(high, hb)) if max(low, lb) < min(high, hb) else (low, high)
+    both = lambda *shape: _draw(rng, shape, *overlap)  # noqa: E731  (one tensor in both slots)
     return [
         Case("same shape", (a(2, 3), b(2, 3))),
         Case("broadcast on the left (a has a size-1 axis)", (a(2, 1), b(2, 3))),
