@@ -12,7 +12,7 @@ reparameterized sample of q = N(mu, diag e^logvar):
 
 mu and logvar: arrays of the same shape (0-d included), float32 or float64; eps broadcasts
 with them. Return (mū, logvar̄) with mū.shape == mu.shape and logvar̄.shape == logvar.shape.
-Derivation: derivations/06_reparameterization.md (`minivae derive 06`).
+Derivation: derivations/06_reparameterization.md (`minivae derive 06 --show` prints it).
 Check:  minivae exercise check reparameterize reparameterize.py
 """
 

@@ -9,7 +9,7 @@ diagonal Gaussian q = N(mu, diag e^logvar) from the standard normal, summed over
               logvar̄ = g[..., None] · ½ (e^logvar - 1).
 
 mu and logvar have the same shape (..., d) (float32 or float64); the KL has shape (...).
-Derivation: derivations/05_kl_gaussians.md (`minivae derive 05`).
+Derivation: derivations/05_kl_gaussians.md (`minivae derive 05 --show` prints it).
 Check:  minivae exercise check kl kl.py
 """
 
