@@ -351,7 +351,7 @@ def _check_case(fn: Callable, case: Case, dtype: str, expected: _Expected) -> li
     try:
         with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
             out = _composite(fn, case, args)
-    except Exception as err:
+    except (Exception, SystemExit) as err:  # sys.exit() in the op is a failure too, not the end of the check
         return [fail("forward", f"{where}\n{_describe_error(err)}", _error_hint(err))]
     checks = []
     value_check = _compare_value(out, expected.value, dtype, where)
@@ -362,7 +362,7 @@ def _check_case(fn: Callable, case: Case, dtype: str, expected: _Expected) -> li
     try:
         with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
             out.backward(expected.seed.astype(dtype))
-    except Exception as err:
+    except (Exception, SystemExit) as err:
         return checks + [fail("backward", f"{where}\n{_describe_error(err)}", _error_hint(err))]
     names = _input_names(fn, case)
     for i, (arg, const) in enumerate(zip(args, case.constant)):
@@ -478,6 +478,8 @@ def _describe_error(err: BaseException) -> str:
     if isinstance(err, ContractError):
         return str(err)
     text = f"your code raised {type(err).__name__}: {err}"
+    if isinstance(err, SystemExit):
+        text = f"your code called sys.exit({err.code!r}); an op must return its result"
     if isinstance(err, FloatingPointError):
         text = f"{err} (NumPy would only have warned; the result would have held inf or nan)"
     if frames:

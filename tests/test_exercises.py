@@ -169,8 +169,15 @@ def test_an_endless_loop_a_syntax_error_and_a_crash_are_one_clear_message(tmp_pa
     crash.write_text("import os\ndef forward(x):\n    os._exit(7)\ndef vjp(g, x, y):\n    return g\n")
     out = cli("check", "sigmoid", str(crash))
     assert out.returncode == 1 and "ended abnormally (exit 7" in out.stdout
-    for o in (out,):
-        assert "Traceback" not in o.stdout + o.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    for body, message in (("import sys\ndef forward(x):\n    sys.exit(0)\n", "your code called sys.exit(0)"),
+                          ("import os\ndef forward(x):\n    os._exit(0)\n", "ended before its report"),
+                          ("import sys\nsys.exit(0)\n", "importing your file called sys.exit(0)"),
+                          ("x = input()\n", "raised EOFError")):
+        cheat = tmp_path / "cheat.py"
+        cheat.write_text(body + "def vjp(g, x, y):\n    return g\n")
+        out = cli("check", "sigmoid", str(cheat))
+        assert out.returncode == 1 and message in out.stdout, (body, out.stdout)
 
 
 def test_check_op_is_a_public_harness_for_new_exercises():

@@ -107,7 +107,8 @@ def _check(args: argparse.Namespace) -> int:
         return _error(f"--timeout must be > 0 seconds, got {args.timeout:g}")
     command = [sys.executable, "-m", "minivae.course.grader", exercise.name, str(path.resolve())]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=path.resolve().parent)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
+                              cwd=path.resolve().parent, stdin=subprocess.DEVNULL)  # input() ends, not waits
     except subprocess.TimeoutExpired as timeout:
         _relay(timeout.stdout)
         print(f"FAIL  your code did not finish within {args.timeout:g} s (an endless loop?); "
@@ -118,6 +119,10 @@ def _check(args: argparse.Namespace) -> int:
         # The grader process died (killed, out of memory, a crash in compiled code): say so in one line.
         last = (done.stderr or "").strip().splitlines()[-1:] or ["no message"]
         print(f"FAIL  the grading process ended abnormally (exit {done.returncode}: {last[0]})")
+        return 1
+    if done.returncode == 0 and not done.stdout.rstrip().endswith("(all pass)"):
+        # exit 0 without the report's last line: the student's code ended the process early (os._exit)
+        print("FAIL  the grading process ended before its report (did your code exit the process?)")
         return 1
     return done.returncode
 

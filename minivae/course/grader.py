@@ -49,6 +49,8 @@ def load(path: str | Path) -> ModuleType:
         spec.loader.exec_module(module)
     except SyntaxError as err:
         raise StudentFileError(f"{path.name}, line {err.lineno}: SyntaxError: {err.msg}") from None
+    except SystemExit:
+        raise
     except Exception as err:
         frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == str(path)]
         where = f", line {frames[-1].lineno}" if frames else ""
@@ -341,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     name, path = (sys.argv[1:] if argv is None else argv)[:2]
     try:
         report = grade(name, path)
+    except SystemExit as err:  # at import time; sys.exit inside the op is caught by check_op
+        print(f"FAIL  importing your file called sys.exit({err.code!r})")
+        return 1
     except StudentFileError as err:
         print(f"FAIL  {err}")
         return 1
