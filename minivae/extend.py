@@ -35,7 +35,8 @@ def array_module(x: Any):
     """``numpy`` or ``cupy``: the module whose functions work on ``x`` (an array or a Tensor).
 
     Write ``xp = array_module(x)`` at the top of an op and ``xp.exp(...)`` below, never
-    ``np.exp``, and the op runs on the GPU backend unchanged.
+    ``np.exp``, and the op runs on the GPU backend unchanged. For a tensor it is
+    ``minivae.ops.array_module``; it also takes the bare arrays a VJP works with.
     """
     return backend.array_module(x.data if isinstance(x, Tensor) else x)
 
