@@ -73,6 +73,9 @@ def strict_op(forward: Callable, vjp: Callable, inputs: tuple[str, ...], n_const
     ``vjp(g, *arrays[, y])`` must return one gradient per tensor input (a bare array when
     there is one), each of that input's shape and dtype: anything else is a
     :class:`ContractError` that says what was returned and what was expected.
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.1 (the node's backward is the VJP
+    x̄ = Jᵀg; the student's ``vjp`` supplies it, and Eq. 15.4 is the sum over broadcast axes
+    the contract asks for).
     """
     n = len(inputs)
 

@@ -37,5 +37,8 @@ def vjp(g, a, b):
 
 # -- given: your two functions as a minivae op
 def div(a: Tensor, b: Tensor) -> Tensor:
+    """Your forward and vjp as one node of the graph (given, not part of the exercise).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.4, 15.7.
+    """
     y = forward(a.data, b.data)
     return Tensor.from_op(y, (a, b), lambda g: vjp(g, a.data, b.data), "div (yours)")

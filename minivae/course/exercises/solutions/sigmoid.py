@@ -29,5 +29,8 @@ def vjp(g, x, y):
 
 # -- given: your two functions as a minivae op (it plugs into the engine like the built-in one)
 def sigmoid(x: Tensor) -> Tensor:
+    """Your forward and vjp as one node of the graph (given, not part of the exercise).
+    Derivation: derivations/02_backprop_dense.md, Eq. 2.3.
+    """
     y = forward(x.data)
     return Tensor.from_op(y, (x,), lambda g: (vjp(g, x.data, y),), "sigmoid (yours)")
