@@ -156,6 +156,18 @@ def test_the_cli_lists_starts_and_checks(tmp_path):
         assert out.returncode == 2 and out.stderr.startswith("minivae exercise: error:") and "Traceback" not in out.stderr
 
 
+def test_two_starts_at_once_write_the_stub_once_and_never_over_each_other(tmp_path):
+    command = [sys.executable, "-m", "minivae.cli", "exercise", "start", "iwae", str(tmp_path / "work")]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    codes = sorted(run.wait(timeout=120) for run in runs)
+    assert codes == [0, 2]
+    assert (tmp_path / "work" / "iwae.py").read_text() == EXERCISES["iwae"].stub.read_text()
+    assert [p.name for p in (tmp_path / "work").iterdir()] == ["iwae.py"]  # no temporary file left behind
+    for run in runs:
+        run.stdout.close()
+        run.stderr.close()
+
+
 def test_an_endless_loop_a_syntax_error_and_a_crash_are_one_clear_message(tmp_path):
     loop = tmp_path / "loop.py"
     loop.write_text("def forward(x):\n    while True:\n        pass\n\ndef vjp(g, x, y):\n    return g\n")
