@@ -219,3 +219,13 @@ def test_check_op_passes_the_librarys_own_ops(name, fn, reference, cases):
     """The harness must not fail a correct op (a check that always fails would teach nothing)."""
     report = check_op(fn, reference, cases(), name=name)
     assert report.ok, str(report)
+
+
+def test_every_equation_a_hint_or_an_exercise_cites_exists():
+    sources = [REPO / "minivae" / "course" / "grader.py", *sorted((HERE / "stubs").glob("*.py"))]
+    cited = {eq for path in sources for eq in re.findall(r"Eq\. (\d+\.\d+)", path.read_text())}
+    assert len(cited) >= 6
+    tags = set()
+    for md in (REPO / "derivations").glob("[0-9][0-9]_*.md"):
+        tags |= set(re.findall(r"\\tag\{Eq\. (\d+\.\d+)\}", md.read_text()))
+    assert cited <= tags, f"cited but not in any derivation: {sorted(cited - tags)}"

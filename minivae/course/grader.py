@@ -165,7 +165,7 @@ def _sigmoid_spec() -> Spec:
         reference=special.expit,
         cases=lambda: unary_cases(low=-4, high=4, extreme=EXTREME_LOGITS),
         hints={"value": "σ(x) = 1 / (1 + e^-x); exponentiate only -|x| so that nothing overflows",
-               "gradient": "x̄ = g · y · (1 - y) with y = σ(x)"},
+               "gradient": "x̄ = g · y · (1 - y) with y = σ(x) (Eq. 2.3: minivae derive 02 --show)"},
     )
 
 
@@ -176,8 +176,8 @@ def _div_spec() -> Spec:
         reference=lambda a, b: a / b,
         cases=lambda: binary_cases(low=-2, high=2, low_b=0.5, high_b=2.0, seed=1),
         hints={"value": "y = a / b, elementwise with broadcasting",
-               "gradient of a": "ā = g / b, then summed back to a's shape",
-               "gradient of b": "b̄ = -g · a / b², then summed back to b's shape"},
+               "gradient of a": "ā = g / b, then summed back to a's shape (Eq. 15.7 and 15.4: minivae derive 15 --show)",
+               "gradient of b": "b̄ = -g · a / b², then summed back to b's shape (Eq. 15.7 and 15.4: minivae derive 15 --show)"},
     )
 
 
@@ -192,7 +192,7 @@ def _logsumexp_spec() -> Spec:
         reference=_logsumexp_reference,
         cases=lambda: _row_cases() + [Case("extreme values", (extreme,))],
         hints={"value": "y = m + log Σ exp(x - m) over the last axis, m the row maximum",
-               "gradient": "x̄ = g[..., None] · exp(x - y[..., None]): one g per row, lined up with the rows"},
+               "gradient": "x̄ = g[..., None] · exp(x - y[..., None]): one g per row, lined up with the rows (Eq. 15.33)"},
     )
 
 
@@ -220,7 +220,7 @@ def _kl_spec() -> Spec:
         reference=_kl_reference,
         cases=cases,
         reference_vjp=lambda g, mu, logvar: (g[..., None] * mu, g[..., None] * 0.5 * np.expm1(logvar)),
-        hints={"value": "KL = ½ Σ_d (e^logvar + mu² - 1 - logvar), summed over the last axis; it is >= 0",
+        hints={"value": "KL = ½ Σ_d (e^logvar + mu² - 1 - logvar), summed over the last axis; it is >= 0 (Eq. 5.1: minivae derive 05 --show)",
                "gradient of mu": "mū = g[..., None] · mu",
                "gradient of logvar": "logvar̄ = g[..., None] · ½ (e^logvar - 1)"},
     )
@@ -253,7 +253,7 @@ def _reparameterize_spec() -> Spec:
         hints={"value": "z = mu + exp(logvar / 2) · eps",
                "gradient of mu": "∂z/∂mu = 1: mū = g, summed back to mu's shape",
                "gradient of logvar": "∂z/∂logvar = ½ · exp(logvar / 2) · eps: is the eps factor there? "
-                                     "Then sum back to logvar's shape"},
+                                     "Then sum back to logvar's shape (Eq. 6.4: minivae derive 06 --show)"},
     )
 
 
@@ -322,7 +322,7 @@ def _score_spec() -> Spec:
         hints={"value": "surrogate = mean over samples (axis 0) of (f - baseline) · Σ_d [b ln σ(θ) + (1 - b) ln σ(-θ)]; "
                         "is the baseline subtracted?",
                "gradient": "the surrogate's gradient is mean_s (f - c)(b - σ(θ)): b, f and c are constants, "
-                           "only ln p(b | θ) depends on θ"},
+                           "only ln p(b | θ) depends on θ (Eq. 7.5: minivae derive 07 --show)"},
     )
 
 
