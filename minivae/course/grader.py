@@ -344,6 +344,8 @@ def grade(name: str, path: str | Path) -> OpReport:
 def main(argv: list[str] | None = None) -> int:
     """``python -m minivae.course.grader NAME FILE``: print the report; 0 all pass, 1 otherwise."""
     name, path = (sys.argv[1:] if argv is None else argv)[:2]
+    exercise = get(name)
+    print(f"grading {Path(path).name} as exercise {name} ({exercise.lecture}: {exercise.title})\n", flush=True)
     try:
         report = grade(name, path)
     except SystemExit as err:  # at import time; sys.exit inside the op is caught by check_op
