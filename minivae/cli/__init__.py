@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "minivae.cli.estimators",  # estimators
     "minivae.cli.lab",  # lab decoders
     "minivae.cli.explore",  # explore
+    "minivae.cli.exercise",  # exercise list | start | check (the course autograder)
 )
 
 
