@@ -256,7 +256,8 @@ def test_second_writer_is_refused_and_ctrl_c_keeps_the_checkpoint(tmp_path):
     saved = read_checkpoint(out / "checkpoint.npz")  # intact, and saved where Ctrl-C came: the message says so
     assert saved.epoch >= 1
     if saved.position is not None:
-        assert f"checkpoint.npz at step {saved.position['step']} of " in message and f"in epoch {saved.epoch + 1}" in message
+        assert f"checkpoint.npz at step {saved.position['step']} of " in message
+        assert f"in epoch {saved.epoch + 1}" in message
     else:
         assert f"checkpoint.npz (after epoch {saved.epoch})" in message
     # The lock died with the process: the same folder is usable at once.
