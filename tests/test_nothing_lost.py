@@ -352,7 +352,7 @@ def test_two_evals_of_one_run_at_once_the_second_is_refused(tmp_path):
         before = snapshot(out)
         done = cli("eval", out, "--k", "2")
         assert done.returncode == 2
-        one_line(done.stderr, "another minivae process is using this folder")
+        one_line(done.stderr, "the folder's lock")
         assert snapshot(out) == before
     finally:
         holder.kill()
