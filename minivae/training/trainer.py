@@ -181,12 +181,16 @@ class Trainer:
     use it in a ``with`` block). ``resume=True`` continues from
     ``out_dir/checkpoint.npz`` and is an error when there is none; without it, a
     folder that holds a run is an error unless ``overwrite=True``, which first
-    removes the old run's files. ``threads`` caps BLAS threads while fitting.
+    removes the files the run's manifest lists (and nothing else; a non-empty folder
+    without a manifest is refused). ``threads`` caps BLAS threads while fitting.
 
     The checkpoint and metrics files are rewritten every ``save_every`` epochs and
     after the last one. By default that is every epoch for runs of up to 50 epochs
     and about 50 times in longer ones: each save rewrites the whole history, so
     saving after every one of hundreds of short epochs would cost more than training.
+    They are also saved after ``checkpoint_seconds`` of training since the last save
+    and when :meth:`request_stop` is called, at the next step boundary, even inside
+    an epoch (the checkpoint then records the position in it).
     """
 
     def __init__(
