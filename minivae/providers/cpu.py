@@ -156,5 +156,56 @@ class CpuProvider(ReferenceProvider):
             return super().adam(param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay)
         kc.adam_update(param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay, decoupled=False)
 
+    def adam_foreach(self, params, grads, ms, vs, lr, beta1, beta2, eps, step, weight_decay):
+        """One compiled call over every parameter the loop takes; the rest one by one."""
+        loop, rest = _compiled_or_not(params, grads, ms, vs)
+        if loop:
+            kc.adam_foreach(*([arrays[i] for i in loop] for arrays in (params, grads, ms, vs)),
+                            lr, beta1, beta2, eps, step, weight_decay)
+        for i in rest:
+            self.adam(params[i], grads[i], ms[i], vs[i], lr, beta1, beta2, eps, step, weight_decay)
+
+    def sgd_foreach(self, params, grads, velocities, lr, momentum, weight_decay):
+        if momentum:
+            started = [v is not None for v in velocities]
+            for i, v in enumerate(velocities):
+                if v is None:  # the loop writes the first gradient into it (v <- d)
+                    velocities[i] = np.empty_like(params[i]) if isinstance(params[i], np.ndarray) else None
+            loop, rest = _compiled_or_not(params, grads, velocities)
+        else:
+            started, (loop, rest) = None, _compiled_or_not(params, grads)
+        if loop:
+            chosen = [params[i] for i in loop]
+            kc.sgd_foreach(chosen, [grads[i] for i in loop],
+                           [velocities[i] for i in loop] if momentum else chosen,
+                           np.array([started[i] for i in loop]) if momentum else np.zeros(len(loop), bool),
+                           lr, momentum, weight_decay)
+        if rest:
+            if momentum:
+                for i in rest:
+                    if not started[i]:
+                        velocities[i] = None
+            picks = [velocities[i] for i in rest]
+            super().sgd_foreach([params[i] for i in rest], [grads[i] for i in rest], picks, lr, momentum,
+                                weight_decay)
+            for i, v in zip(rest, picks):
+                velocities[i] = v
+
+
+def _compiled_or_not(params: list, *others: list) -> tuple[list[int], list[int]]:
+    """(indices the foreach loops take, the rest): C-contiguous NumPy float arrays of the
+    first such parameter's dtype, all of one shape with their gradient and states."""
+    loop, rest, dtype = [], [], None
+    for i, p in enumerate(params):
+        if dtype is None and type(p) is np.ndarray and p.dtype.kind == "f":
+            dtype = p.dtype
+        arrays = (p,) + tuple(other[i] for other in others)
+        if all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous and a.shape == p.shape
+               for a in arrays):
+            loop.append(i)
+        else:
+            rest.append(i)
+    return loop, rest
+
 
 PROVIDER = CpuProvider()

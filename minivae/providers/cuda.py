@@ -360,6 +360,13 @@ class AutoProvider:
     def adam(self, param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay):
         return self._pick("adam", param).adam(param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay)
 
+    def adam_foreach(self, params, grads, ms, vs, lr, beta1, beta2, eps, step, weight_decay):
+        for param, grad, m, v in zip(params, grads, ms, vs):
+            self.adam(param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay)
+
+    def sgd_foreach(self, params, grads, velocities, lr, momentum, weight_decay):
+        self.vendor.sgd_foreach(params, grads, velocities, lr, momentum, weight_decay)
+
 
 _AUTO: AutoProvider | None = None
 
