@@ -114,28 +114,36 @@ def _adam_foreach(params, grads, ms, vs, lo, hi, lr, beta1, beta2, one_minus_bet
                   bias_corr1, bias_corr2, weight_decay):
     offset = 0
     for k in range(len(params)):
-        p, g, m, v = params[k], grads[k], ms[k], vs[k]
-        for i in range(max(lo - offset, 0), min(hi - offset, p.shape[0])):
-            p[i], m[i], v[i] = _adam(p[i], g[i], m[i], v[i], lr, beta1, beta2, one_minus_beta1, one_minus_beta2,
-                                     eps, bias_corr1, bias_corr2, weight_decay, False)
-        offset += p.shape[0]
+        n = params[k].shape[0]
+        a, b = max(lo - offset, 0), min(hi - offset, n)
+        if a < b:  # the loop over one array's slice: a separate function, so that it is SIMD-compiled
+            _adam_loop(params[k][a:b], grads[k][a:b], ms[k][a:b], vs[k][a:b], lr, beta1, beta2, one_minus_beta1,
+                       one_minus_beta2, eps, bias_corr1, bias_corr2, weight_decay, False)
+        offset += n
+
+
+@_serial
+def _sgd_loop(p, g, v, started, lr, momentum, weight_decay):
+    """p -= lr * v, v = momentum * v + (g + wd * p) (v = that gradient where not started yet);
+    momentum 0 is plain SGD (v unused). Rounded like the NumPy expressions of the reference
+    provider: each product and sum in the parameters' dtype, no fused multiply-add."""
+    for i in range(p.shape[0]):
+        d = g[i] + weight_decay * p[i] if weight_decay != 0 else g[i]
+        if momentum != 0:
+            d = momentum * v[i] + d if started else d
+            v[i] = d
+        p[i] = p[i] - lr * d
 
 
 @_serial
 def _sgd_foreach(params, grads, velocities, started, lo, hi, lr, momentum, weight_decay):
-    """p -= lr * v, v = momentum * v + (g + wd * p) (v = that gradient where not started yet);
-    momentum 0 is plain SGD (velocities unused). Rounded like the NumPy expressions of the
-    reference provider: each product and sum in the parameters' dtype, no fused multiply-add."""
     offset = 0
     for k in range(len(params)):
-        p, g, v = params[k], grads[k], velocities[k]
-        for i in range(max(lo - offset, 0), min(hi - offset, p.shape[0])):
-            d = g[i] + weight_decay * p[i] if weight_decay != 0 else g[i]
-            if momentum != 0:
-                d = momentum * v[i] + d if started[k] else d
-                v[i] = d
-            p[i] = p[i] - lr * d
-        offset += p.shape[0]
+        n = params[k].shape[0]
+        a, b = max(lo - offset, 0), min(hi - offset, n)
+        if a < b:
+            _sgd_loop(params[k][a:b], grads[k][a:b], velocities[k][a:b], started[k], lr, momentum, weight_decay)
+        offset += n
 
 
 # ------------------------------------------------------------------------ checks

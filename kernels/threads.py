@@ -72,6 +72,11 @@ def thread_count() -> int:
 # ------------------------------------------------------------------------------- the workers
 
 
+# Set while a thread runs pieces: a piece that itself calls run_pieces (a provider method
+# whose piece calls a kernel that splits too) runs that inner work serially, in its own thread.
+_inside = threading.local()
+
+
 class _Workers:
     """Daemon threads that run ``fn(start, stop)`` for the pieces they are handed."""
 
@@ -87,6 +92,7 @@ class _Workers:
                 self.started += 1
 
     def _serve(self) -> None:
+        _inside.active = True
         while True:
             fn, indices, done = self.tasks.get()
             try:
@@ -118,7 +124,7 @@ def run_pieces(fn: Callable[[int], object], count: int) -> None:
     release the GIL for the bulk of its work (a nogil compiled loop, NumPy ufuncs on
     large arrays) and must not write where another piece reads.
     """
-    threads = min(count, thread_count()) if count > 1 else 1
+    threads = min(count, thread_count()) if count > 1 and not getattr(_inside, "active", False) else 1
     if threads == 1:
         for k in range(count):
             fn(k)
@@ -128,11 +134,14 @@ def run_pieces(fn: Callable[[int], object], count: int) -> None:
     for t in range(1, threads):
         _WORKERS.tasks.put((fn, range(t, count, threads), done))
     error = None
+    _inside.active = True
     try:
         for k in range(0, count, threads):
             fn(k)
     except BaseException as own:
         error = own
+    finally:
+        _inside.active = False
     for _ in range(1, threads):  # always wait for every share: they write into the caller's arrays
         result = done.get()
         if error is None and result is not None:

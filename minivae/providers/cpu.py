@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 import kernels.cpu as kc
+from kernels.threads import piece_bounds, run_pieces, split_rows
 from minivae.providers.arena import ARENA
 from minivae.providers.reference import ReferenceProvider
 
@@ -41,13 +42,24 @@ def _contiguous(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
-def _exp_neg_abs(x: np.ndarray) -> np.ndarray:
-    """e^-|x| in one new buffer (three in-place ufunc passes, no temporaries)."""
-    e = ARENA.empty(x.shape, x.dtype)
+def _exp_neg_abs_into(x: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """e = e^-|x| (three in-place ufunc passes, no temporaries)."""
     np.abs(x, out=e)
     np.negative(e, out=e)
     np.exp(e, out=e)
     return e
+
+
+def _exp_neg_abs(x: np.ndarray) -> np.ndarray:
+    """e^-|x| in one new buffer, large arrays a row piece per thread."""
+    e = ARENA.empty(x.shape, x.dtype)
+    x2, e2 = _rows(x), _rows(e)
+    split_rows(lambda a, b: _exp_neg_abs_into(x2[a:b], e2[a:b]), x2.shape[0], x2.size)
+    return e
+
+
+# Large arrays are cut into row pieces that kernels.threads shares among the threads the
+# user allows (the same number BLAS uses); small ones are done at once by the calling thread.
 
 
 class CpuProvider(ReferenceProvider):
@@ -63,15 +75,21 @@ class CpuProvider(ReferenceProvider):
             out = np.matmul(a, b, out=ARENA.empty((a.shape[0], b.shape[1]), a.dtype))
         else:
             out = a @ b
-        if bias is not None:
-            out += bias  # in place: out is a fresh product
+        if bias is not None:  # in place: out is a fresh product
+            if out.ndim == 2 and bias.ndim == 1:
+                split_rows(lambda i, j: np.add(out[i:j], bias, out=out[i:j]), out.shape[0], out.size)
+            else:
+                out += bias
         return out
 
     # -- activations -------------------------------------------------------------------------
     def activation(self, name, x, slope, *, inplace=False):
         if name == "relu" and x.ndim and x.flags.c_contiguous:
             # in place on a dense layer's fresh product; else into an arena buffer
-            return np.maximum(x, 0, out=x if inplace else ARENA.empty(x.shape, x.dtype))
+            y = x if inplace else ARENA.empty(x.shape, x.dtype)
+            x2, y2 = _rows(x), _rows(y)
+            split_rows(lambda a, b: np.maximum(x2[a:b], 0, out=y2[a:b]), x2.shape[0], x2.size)
+            return y
         return super().activation(name, x, slope)
 
     @staticmethod
@@ -102,10 +120,15 @@ class CpuProvider(ReferenceProvider):
         if not self._fits(logits, target):
             return super().bce_logits(logits, target)
         logits, target = _contiguous(logits), _contiguous(target)
-        e = _exp_neg_abs(logits)
-        values = ARENA.empty(e.shape, e.dtype)
-        np.log1p(e, out=values)  # (into a buffer: for a 0-d e, np.log1p(e) would be a new scalar)
-        kc.bce_logits_combine(_rows(logits), _rows(target), _rows(values))
+        e, values = ARENA.empty(logits.shape, logits.dtype), ARENA.empty(logits.shape, logits.dtype)
+        l2, t2, e2, v2 = _rows(logits), _rows(target), _rows(e), _rows(values)
+
+        def rows(a: int, b: int) -> None:
+            _exp_neg_abs_into(l2[a:b], e2[a:b])
+            np.log1p(e2[a:b], out=v2[a:b])  # (into a buffer: for a 0-d e, np.log1p(e) would be a new scalar)
+            kc.bce_logits_combine(l2[a:b], t2[a:b], v2[a:b])
+
+        split_rows(rows, l2.shape[0], l2.size)
         return values, e
 
     def bce_logits_row_sums(self, logits, target, block: int = 256):
@@ -115,16 +138,22 @@ class CpuProvider(ReferenceProvider):
         if not self._fits(logits, target) or logits.ndim == 0:
             return super().bce_logits_row_sums(logits, target)
         logits, target = _contiguous(logits), _contiguous(target)
-        e = _exp_neg_abs(logits)
+        e = ARENA.empty(logits.shape, logits.dtype)
         l2, t2, e2 = _rows(logits), _rows(target), _rows(e)
         sums = np.empty(l2.shape[0], dtype=logits.dtype)
-        scratch = ARENA.empty((min(block, l2.shape[0]), l2.shape[1]), logits.dtype)
-        for start in range(0, l2.shape[0], block):
-            stop = min(start + block, l2.shape[0])
-            values = scratch[: stop - start]
-            np.log1p(e2[start:stop], out=values)
-            kc.bce_logits_combine(l2[start:stop], t2[start:stop], values)
-            values.sum(axis=-1, out=sums[start:stop])
+        bounds = piece_bounds(l2.shape[0], l2.size)
+        scratch = ARENA.empty((len(bounds), min(block, l2.shape[0]), l2.shape[1]), logits.dtype)
+
+        def piece(k: int) -> None:  # one scratch per piece: pieces may run on different threads
+            for start in range(bounds[k][0], bounds[k][1], block):
+                stop = min(start + block, bounds[k][1])
+                values = scratch[k, : stop - start]
+                _exp_neg_abs_into(l2[start:stop], e2[start:stop])
+                np.log1p(e2[start:stop], out=values)
+                kc.bce_logits_combine(l2[start:stop], t2[start:stop], values)
+                values.sum(axis=-1, out=sums[start:stop])
+
+        run_pieces(piece, len(bounds))
         return sums.reshape(logits.shape[:-1]), e
 
     def bce_logits_grad(self, logits, target, saved, g):
