@@ -291,27 +291,34 @@ FOREACH_CHUNK = 32
 
 
 def _foreach_chunks(name: str, *lists: list) -> list[tuple[tuple[np.ndarray, ...], ...]]:
-    """The arrays as 1-D views, in tuples of one padded length; checks dtype and layout."""
-    dtype = lists[0][0].dtype
-    count = len(lists[0])
+    """The arrays as 1-D views, in tuples of one padded length; checks dtype, layout and sizes
+    (the loop reads g[i], m[i], v[i] for every i of its parameter: a shorter array would be
+    read out of bounds). Written for speed: a small model makes ~60 arrays a step."""
+    params = lists[0]
+    dtype = params[0].dtype
+    sizes = [p.size for p in params]
+    flat_lists = []
     for arrays in lists:
-        if len(arrays) != count:
+        if len(arrays) != len(params):
             raise ValueError(f"{name}: the lists have different lengths {[len(a) for a in lists]}")
+        flat = []
         for i, a in enumerate(arrays):
-            if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous or a.size != lists[0][i].size:
+            if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous or a.size != sizes[i]:
                 raise ValueError(f"{name}: array {i} of a list is not a C-contiguous {dtype} NumPy array "
-                                 f"of its parameter's size {lists[0][i].size}")
+                                 f"of its parameter's size {sizes[i]}")
+            flat.append(a if a.ndim == 1 else a.reshape(-1))
+        flat_lists.append(flat)
     if dtype.kind != "f":
         raise ValueError(f"{name}: parameters must be floating point, got {dtype}")
     pad = np.empty(0, dtype)
     chunks = []
-    for start in range(0, count, FOREACH_CHUNK):
-        stop = min(start + FOREACH_CHUNK, count)
+    for start in range(0, len(params), FOREACH_CHUNK):
+        stop = min(start + FOREACH_CHUNK, len(params))
         width = 1
         while width < stop - start:
             width *= 2
-        chunks.append(tuple(tuple([a.reshape(-1) for a in arrays[start:stop]] + [pad] * (width - (stop - start)))
-                            for arrays in lists))
+        padding = [pad] * (width - (stop - start))
+        chunks.append(tuple(tuple(flat[start:stop] + padding) for flat in flat_lists))
     return chunks
 
 

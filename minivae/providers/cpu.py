@@ -186,8 +186,14 @@ class CpuProvider(ReferenceProvider):
         kc.adam_update(param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay, decoupled=False)
 
     def adam_foreach(self, params, grads, ms, vs, lr, beta1, beta2, eps, step, weight_decay):
-        """One compiled call over every parameter the loop takes; the rest one by one."""
-        loop, rest = _compiled_or_not(params, grads, ms, vs)
+        """One compiled call over all parameters; if some array does not suit the loop (a
+        strided view, another dtype: the loop checks every one before it writes anything),
+        one call over those that do and the reference's NumPy for the rest."""
+        try:
+            kc.adam_foreach(params, grads, ms, vs, lr, beta1, beta2, eps, step, weight_decay)
+            return
+        except ValueError:
+            loop, rest = _compiled_or_not(params, grads, ms, vs)
         if loop:
             kc.adam_foreach(*([arrays[i] for i in loop] for arrays in (params, grads, ms, vs)),
                             lr, beta1, beta2, eps, step, weight_decay)
@@ -195,26 +201,25 @@ class CpuProvider(ReferenceProvider):
             self.adam(params[i], grads[i], ms[i], vs[i], lr, beta1, beta2, eps, step, weight_decay)
 
     def sgd_foreach(self, params, grads, velocities, lr, momentum, weight_decay):
+        """As adam_foreach; a velocity not started yet gets an empty array the loop fills
+        with the first step's gradient (the reference copies that gradient: same numbers)."""
         if momentum:
-            started = [v is not None for v in velocities]
+            started = np.array([v is not None for v in velocities])
             for i, v in enumerate(velocities):
-                if v is None:  # the loop writes the first gradient into it (v <- d)
-                    velocities[i] = np.empty_like(params[i]) if isinstance(params[i], np.ndarray) else None
-            loop, rest = _compiled_or_not(params, grads, velocities)
-        else:
-            started, (loop, rest) = None, _compiled_or_not(params, grads)
+                if v is None and isinstance(params[i], np.ndarray):
+                    velocities[i] = np.empty_like(params[i], order="C")
+        try:
+            kc.sgd_foreach(params, grads, velocities if momentum else params,
+                           started if momentum else np.zeros(len(params), bool), lr, momentum, weight_decay)
+            return
+        except ValueError:
+            loop, rest = _compiled_or_not(params, grads, velocities) if momentum else _compiled_or_not(params, grads)
         if loop:
             chosen = [params[i] for i in loop]
-            kc.sgd_foreach(chosen, [grads[i] for i in loop],
-                           [velocities[i] for i in loop] if momentum else chosen,
-                           np.array([started[i] for i in loop]) if momentum else np.zeros(len(loop), bool),
-                           lr, momentum, weight_decay)
+            kc.sgd_foreach(chosen, [grads[i] for i in loop], [velocities[i] for i in loop] if momentum else chosen,
+                           started[loop] if momentum else np.zeros(len(loop), bool), lr, momentum, weight_decay)
         if rest:
-            if momentum:
-                for i in rest:
-                    if not started[i]:
-                        velocities[i] = None
-            picks = [velocities[i] for i in rest]
+            picks = [velocities[i] if not momentum or started[i] else None for i in rest]
             super().sgd_foreach([params[i] for i in rest], [grads[i] for i in rest], picks, lr, momentum,
                                 weight_decay)
             for i, v in zip(rest, picks):
@@ -228,7 +233,7 @@ def _compiled_or_not(params: list, *others: list) -> tuple[list[int], list[int]]
     for i, p in enumerate(params):
         if dtype is None and type(p) is np.ndarray and p.dtype.kind == "f":
             dtype = p.dtype
-        arrays = (p,) + tuple(other[i] for other in others)
+        arrays = [p] + [other[i] for other in others]
         if all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous and a.shape == p.shape
                for a in arrays):
             loop.append(i)
