@@ -26,7 +26,8 @@ import numba
 import numpy as np
 
 from . import formulas
-from .threads import piece_bounds, run_pieces, split_rows
+from . import threads
+from .threads import on_rows, piece_bounds, run_pieces
 
 _relu = formulas.CPU.relu
 _activation_grad = formulas.CPU.activation_grad
@@ -182,7 +183,7 @@ def relu_backward(grad_out: np.ndarray, y: np.ndarray, grad_in: np.ndarray) -> n
     grad_out, y, grad_in = _rows("grad_out", grad_out), _rows("y", y), _rows("grad_in", grad_in)
     if not grad_out.shape == y.shape == grad_in.shape:
         _same_shape(grad_out=grad_out, y=y, grad_in=grad_in)
-    split_rows(lambda a, b: _relu_backward(grad_out[a:b], y[a:b], grad_in[a:b]), grad_out.shape[0], grad_out.size)
+    on_rows(_relu_backward, (grad_out, y, grad_in))
     return grad_in
 
 
@@ -199,8 +200,8 @@ def relu_backward_bias(grad_out: np.ndarray, y: np.ndarray, grad_in: np.ndarray,
     if not grad_out.shape == y.shape == grad_in.shape:
         _same_shape(grad_out=grad_out, y=y, grad_in=grad_in)
     grad_bias = _vector("grad_bias", grad_bias, grad_out.shape[1])
-    bounds = piece_bounds(grad_out.shape[0], grad_out.size)
-    if len(bounds) == 1:
+    bounds = piece_bounds(grad_out.shape[0], grad_out.size) if grad_out.size >= 2 * threads.MIN_PIECE else ()
+    if len(bounds) <= 1:
         _relu_backward_bias(grad_out, y, grad_in, grad_bias)
         return grad_in
     partial = np.empty((len(bounds), grad_bias.shape[0]), dtype=grad_bias.dtype)
@@ -222,7 +223,7 @@ def bce_logits_combine(logits: np.ndarray, target: np.ndarray, values: np.ndarra
     logits, target, values = _rows("logits", logits), _rows("target", target), _rows("values", values)
     if not logits.shape == target.shape == values.shape:
         _same_shape(logits=logits, target=target, values=values)
-    split_rows(lambda a, b: _bce_combine_inplace(logits[a:b], target[a:b], values[a:b]), logits.shape[0], logits.size)
+    on_rows(_bce_combine_inplace, (logits, target, values))
     return values
 
 
@@ -240,14 +241,11 @@ def bce_logits_backward_saved(logits: np.ndarray, target: np.ndarray, e: np.ndar
     if (grad_rows is None) == (grad_out is None):
         raise ValueError("pass exactly one of grad_rows and grad_out")
     if grad_rows is not None:
-        g = _vector("grad_rows", grad_rows, logits.shape[0])
-        split_rows(lambda a, b: _bce_grad_rows_inplace(logits[a:b], target[a:b], e[a:b], g[a:b]),
-                   logits.shape[0], logits.size)
+        on_rows(_bce_grad_rows_inplace, (logits, target, e, _vector("grad_rows", grad_rows, logits.shape[0])))
     else:
         g = _rows("grad_out", grad_out)
         _same_shape(logits=logits, grad_out=g)
-        split_rows(lambda a, b: _bce_grad_full_inplace(logits[a:b], target[a:b], e[a:b], g[a:b]),
-                   logits.shape[0], logits.size)
+        on_rows(_bce_grad_full_inplace, (logits, target, e, g))
     return e
 
 
@@ -279,7 +277,7 @@ def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
     flat = param.reshape(size), grad.reshape(size), m.reshape(size), v.reshape(size)
     rates = (real(lr), real(beta1), real(beta2), real(1.0 - beta1), real(1.0 - beta2), real(eps),
              real(1.0 - beta1**step), real(1.0 - beta2**step), real(weight_decay), bool(decoupled))
-    split_rows(lambda a, b: _adam_loop(*(x[a:b] for x in flat), *rates), size, size)
+    on_rows(_adam_loop, flat, *rates)
     return param
 
 
@@ -324,8 +322,14 @@ def _foreach_chunks(name: str, *lists: list) -> list[tuple[tuple[np.ndarray, ...
 
 def _run_foreach(loop, arrays: tuple, *scalars) -> None:
     """``loop(*arrays, lo, hi, *scalars)`` over the whole chunk, its elements cut into pieces."""
-    size = sum(a.shape[0] for a in arrays[0])
-    split_rows(lambda lo, hi: loop(*arrays, lo, hi, *scalars), size, size)
+    size = 0
+    for a in arrays[0]:
+        size += a.shape[0]
+    if size < 2 * threads.MIN_PIECE:
+        loop(*arrays, 0, size, *scalars)
+        return
+    bounds = piece_bounds(size, size)
+    run_pieces(lambda k: loop(*arrays, *bounds[k], *scalars), len(bounds))
 
 
 def adam_foreach(params: list[np.ndarray], grads: list[np.ndarray], ms: list[np.ndarray], vs: list[np.ndarray],

@@ -150,10 +150,13 @@ def run_pieces(fn: Callable[[int], object], count: int) -> None:
         raise error
 
 
-def split_rows(fn: Callable[[int, int], object], rows: int, elements: int) -> None:
-    """``fn(start, stop)`` over the row pieces of an array of ``rows`` rows and ``elements`` elements."""
-    if elements < 2 * MIN_PIECE:  # the common small case: no list, no thread lookup
-        fn(0, rows)
+def on_rows(loop: Callable[..., object], row_arrays: tuple, *others: object) -> None:
+    """``loop(*row_arrays, *others)``, large arrays a row piece per call: ``loop(*(a[start:stop]
+    for a in row_arrays), *others)`` for each piece. All ``row_arrays`` have the same rows; the
+    first one's size decides the cut. A small array costs one size test more than a plain call."""
+    first = row_arrays[0]
+    if first.size < 2 * MIN_PIECE:  # the common small case: no slicing, no thread lookup
+        loop(*row_arrays, *others)
         return
-    bounds = piece_bounds(rows, elements)
-    run_pieces(lambda k: fn(*bounds[k]), len(bounds))
+    bounds = piece_bounds(first.shape[0], first.size)
+    run_pieces(lambda k: loop(*[a[bounds[k][0]:bounds[k][1]] for a in row_arrays], *others), len(bounds))

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 import kernels.cpu as kc
-from kernels.threads import piece_bounds, run_pieces, split_rows
+from kernels.threads import on_rows, piece_bounds, run_pieces
 from minivae.providers.arena import ARENA
 from minivae.providers.reference import ReferenceProvider
 
@@ -54,12 +54,28 @@ def _exp_neg_abs(x: np.ndarray) -> np.ndarray:
     """e^-|x| in one new buffer, large arrays a row piece per thread."""
     e = ARENA.empty(x.shape, x.dtype)
     x2, e2 = _rows(x), _rows(e)
-    split_rows(lambda a, b: _exp_neg_abs_into(x2[a:b], e2[a:b]), x2.shape[0], x2.size)
+    on_rows(_exp_neg_abs_into, (x2, e2))
     return e
 
 
 # Large arrays are cut into row pieces that kernels.threads shares among the threads the
 # user allows (the same number BLAS uses); small ones are done at once by the calling thread.
+# Each piece runs one of these functions on its rows (NumPy's ufuncs release the GIL).
+
+
+def _add_row_vector(out: np.ndarray, bias: np.ndarray) -> None:
+    np.add(out, bias, out=out)
+
+
+def _relu_into(x: np.ndarray, y: np.ndarray) -> None:
+    np.maximum(x, 0, out=y)
+
+
+def _bce_into(logits: np.ndarray, target: np.ndarray, e: np.ndarray, values: np.ndarray) -> None:
+    """e = e^-|l|, values = max(l, 0) - l x + log1p(e): the BCE forward of some rows."""
+    _exp_neg_abs_into(logits, e)
+    np.log1p(e, out=values)  # (into a buffer: for a 0-d e, np.log1p(e) would be a new scalar)
+    kc.bce_logits_combine(logits, target, values)
 
 
 class CpuProvider(ReferenceProvider):
@@ -77,7 +93,7 @@ class CpuProvider(ReferenceProvider):
             out = a @ b
         if bias is not None:  # in place: out is a fresh product
             if out.ndim == 2 and bias.ndim == 1:
-                split_rows(lambda i, j: np.add(out[i:j], bias, out=out[i:j]), out.shape[0], out.size)
+                on_rows(_add_row_vector, (out,), bias)
             else:
                 out += bias
         return out
@@ -87,8 +103,7 @@ class CpuProvider(ReferenceProvider):
         if name == "relu" and x.ndim and x.flags.c_contiguous:
             # in place on a dense layer's fresh product; else into an arena buffer
             y = x if inplace else ARENA.empty(x.shape, x.dtype)
-            x2, y2 = _rows(x), _rows(y)
-            split_rows(lambda a, b: np.maximum(x2[a:b], 0, out=y2[a:b]), x2.shape[0], x2.size)
+            on_rows(_relu_into, (_rows(x), _rows(y)))
             return y
         return super().activation(name, x, slope)
 
@@ -121,14 +136,7 @@ class CpuProvider(ReferenceProvider):
             return super().bce_logits(logits, target)
         logits, target = _contiguous(logits), _contiguous(target)
         e, values = ARENA.empty(logits.shape, logits.dtype), ARENA.empty(logits.shape, logits.dtype)
-        l2, t2, e2, v2 = _rows(logits), _rows(target), _rows(e), _rows(values)
-
-        def rows(a: int, b: int) -> None:
-            _exp_neg_abs_into(l2[a:b], e2[a:b])
-            np.log1p(e2[a:b], out=v2[a:b])  # (into a buffer: for a 0-d e, np.log1p(e) would be a new scalar)
-            kc.bce_logits_combine(l2[a:b], t2[a:b], v2[a:b])
-
-        split_rows(rows, l2.shape[0], l2.size)
+        on_rows(_bce_into, (_rows(logits), _rows(target), _rows(e), _rows(values)))
         return values, e
 
     def bce_logits_row_sums(self, logits, target, block: int = 256):
