@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"{label}: {ct / args.steps * 1e6:.0f} us per step (profiled, cumulative), "
                          f"{nc / args.steps:.0f} call(s) per step")
     report = "\n".join(lines)
-    print(report)
     if args.out:
         args.out.write_text(report + "\n")
+    print(report)
     return 0
 
 

@@ -27,6 +27,7 @@ import threading
 from typing import Callable
 
 import numba
+from numba.np.ufunc import parallel as _numba_parallel  # (asked whether numba's own pool was started)
 
 #: Elements per piece, at least (measured: ``benchmarks/threads_threshold.py``). A smaller
 #: array is one piece, done by the calling thread as before.
@@ -62,7 +63,7 @@ _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (o
 def thread_count() -> int:
     """Threads the loops may use now: min(BLAS's setting, numba's setting, usable CPUs)."""
     count = min(_CPUS, numba.config.NUMBA_NUM_THREADS)
-    if numba.np.ufunc.parallel._is_initialized:  # numba.set_num_threads needs the pool running
+    if getattr(_numba_parallel, "_is_initialized", False):  # set_num_threads starts numba's pool first
         count = min(count, numba.get_num_threads())
     for lib in _BLAS:
         count = min(count, lib.get_num_threads())

@@ -17,8 +17,10 @@ import pathlib
 
 import numpy as np
 import pytest
+import threadpoolctl
 
 import minivae as mv
+from kernels import threads
 from minivae import ops, providers
 from minivae.providers import base, cpu, cuda, reference
 
@@ -275,14 +277,12 @@ def test_bce_sum_second_backward_recomputes_what_the_first_consumed(name):
 
 # ------------------------------------------------------------------ the threaded CPU paths
 
-from kernels import threads  # noqa: E402
 
 
 @pytest.mark.parametrize("count", [1, 2])
 @pytest.mark.parametrize("rows", [8, 256])  # 8 x 784: one piece (under the threshold); 256 x 784: 4 pieces
 def test_cpu_provider_on_one_and_two_threads_below_and_above_the_threshold(rows, count, monkeypatch):
     """The step's threaded methods give the reference's numbers whether or not they split."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
     monkeypatch.setattr(threads, "_CPUS", max(threads._CPUS, 2))  # two threads even on a one-CPU runner
     dtype = "float32"
     shape = (rows, 784)

@@ -4,11 +4,13 @@ Same tolerances as the GPU tests (kernel_reference.tolerance): float32 rtol 1e-5
 atol 1e-6, float64 1e-12. Shapes include 1x1, one row, one column and odd sizes.
 """
 
+import numba
 import numpy as np
 import pytest
+import threadpoolctl
 from kernel_reference import adam_step, bce_with_logits, tolerance
 
-from kernels import cpu, formulas
+from kernels import cpu, formulas, threads
 
 SHAPES = [(1, 1), (1, 7), (3, 5), (37, 33)]
 
@@ -117,7 +119,6 @@ def test_cpu_loops_use_the_shared_formulas():
 
 # ------------------------------------------------------------ foreach optimizers, threads
 
-from kernels import threads  # noqa: E402
 
 FOREACH_SHAPES = [(37, 33), (33,), (), (1, 1), (5, 4), (4,)]
 
@@ -195,17 +196,21 @@ def test_piece_bounds_cover_the_rows_by_size_alone():
 
 
 def test_thread_count_follows_the_blas_setting():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
     with threadpoolctl.threadpool_limits(1):
         assert threads.thread_count() == 1
     with threadpoolctl.threadpool_limits(2):
-        assert threads.thread_count() == min(2, threads._CPUS)
+        assert threads.thread_count() == min(2, threads._CPUS, numba.config.NUMBA_NUM_THREADS)
+        before = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            assert threads.thread_count() == 1
+        finally:
+            numba.set_num_threads(before)
 
 
 @pytest.fixture
 def two_threads(monkeypatch):
     """Two threads even on a one-CPU machine, and tiny pieces, so small arrays take the threaded path."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
     monkeypatch.setattr(threads, "_CPUS", 2)
     monkeypatch.setattr(threads, "MIN_PIECE", 64)
     with threadpoolctl.threadpool_limits(2):
@@ -233,8 +238,6 @@ def test_run_pieces_uses_a_second_thread_and_returns_its_errors(two_threads):
 @pytest.mark.parametrize("rows", [1, 3, 40])  # one piece (under 2 x MIN_PIECE = 128 elements), 2 pieces, 8 pieces
 @pytest.mark.parametrize("count", [1, 2])
 def test_split_loops_equal_the_single_piece_loops_on_one_and_two_threads(rows, count, two_threads):
-    import threadpoolctl
-
     rng = np.random.default_rng(rows)
     shape = (rows, 50)
     logits, target, g = _rand(rng, shape), rng.uniform(0, 1, shape).astype(np.float32), _rand(rng, shape)
@@ -276,8 +279,6 @@ def _flat(x):
 
 
 def test_bias_gradient_does_not_depend_on_the_thread_count(two_threads):
-    import threadpoolctl
-
     rng = np.random.default_rng(9)
     g, y = _rand(rng, (64, 30)), np.maximum(_rand(rng, (64, 30)), 0)
     sums = []
