@@ -28,8 +28,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import threadpoolctl  # noqa: E402
 
-import kernels.cpu as kc  # noqa: E402
-import kernels.threads as kt  # noqa: E402
+import minivae.kernels.cpu as kc  # noqa: E402
+import minivae.kernels.threads as kt  # noqa: E402
 from minivae.providers.cpu import PROVIDER  # noqa: E402
 
 

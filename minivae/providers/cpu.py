@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-import kernels.cpu as kc
-from kernels.threads import on_rows, piece_bounds, run_pieces
+import minivae.kernels.cpu as kc
+from minivae.kernels.threads import on_rows, piece_bounds, run_pieces
 from minivae.providers.arena import ARENA
 from minivae.providers.reference import ReferenceProvider
 

@@ -10,7 +10,7 @@ import pytest
 import threadpoolctl
 from kernel_reference import adam_step, bce_with_logits, tolerance
 
-from kernels import cpu, formulas, threads
+from minivae.kernels import cpu, formulas, threads
 
 SHAPES = [(1, 1), (1, 7), (3, 5), (37, 33)]
 
