@@ -91,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
                          "speedup": one / two})
             print(f"{name:22s} {elements:>8d}  1 thread {one * 1e6:9.1f} us  2 threads {two * 1e6:9.1f} us"
                   f"  speed-up {one / two:5.2f}", flush=True)
+    per_loop = {}
+    for name in dict.fromkeys(r["loop"] for r in rows):
+        wins = [n for n in sizes if all(r["speedup"] >= 1.1 for r in rows if r["loop"] == name and r["elements"] >= n)]
+        per_loop[name] = min(wins) if wins else None
+        print(f"  {name:22s} two threads win from {per_loop[name]} elements on")
     winning = [n for n in sizes if all(r["speedup"] >= 1.1 for r in rows if r["elements"] >= n)]
     threshold = min(winning) if winning else None
     print(f"two threads win by >= 10% for every loop from {threshold} elements on "
@@ -100,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.processor() or platform.machine(),
             "cpus": len(os.sched_getaffinity(0)), "loadavg_after": load, "blas": threadpoolctl.threadpool_info(),
-            "repeats": args.repeats, "rows": rows, "threshold_elements": threshold, "MIN_PIECE": kt.MIN_PIECE}, indent=1))
+            "repeats": args.repeats, "rows": rows, "threshold_elements": threshold, "per_loop": per_loop, "MIN_PIECE": kt.MIN_PIECE}, indent=1))
     return 0
 
 
