@@ -14,9 +14,10 @@ One setting then governs the whole step, and "1 thread" means one thread.
 
 Where the cut falls depends on the array's size alone, never on the thread count: a piece
 boundary changes the order of a sum (a bias gradient adds its rows piece by piece), and a
-result must not change with the machine's cores. Arrays under ``MIN_PIECE`` elements stay
-one piece: handing work to a thread and waiting for it costs about 5-20 us, the time of a
-loop over some 10^4-10^5 float32 elements.
+result must not change with the machine's cores. Arrays under 2 x ``MIN_PIECE`` elements
+stay one piece: handing work to a thread and waiting for it costs microseconds (~5 us
+measured in a tight loop on the 2-core development VM; more when the other core has gone
+to sleep), the time of a simple loop over some 10^4 float32 elements.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from typing import Callable
 import numba
 from numba.np.ufunc import parallel as _numba_parallel  # (asked whether numba's own pool was started)
 
-#: Elements per piece, at least (measured: ``benchmarks/threads_threshold.py``). A smaller
-#: array is one piece, done by the calling thread as before.
+#: Elements per piece, at least; an array of fewer than twice as many is one piece, done by
+#: the calling thread as before. A first estimate: ``benchmarks/threads_threshold.py``
+#: measures where a second thread starts to pay (its rule: set this to half of that size).
 MIN_PIECE = 1 << 16
 #: At most this many pieces (a power of two, so 1, 2, 4 or 8 threads share them evenly).
 MAX_PIECES = 8
@@ -79,7 +81,7 @@ _inside = threading.local()
 
 
 class _Workers:
-    """Daemon threads that run ``fn(start, stop)`` for the pieces they are handed."""
+    """Daemon threads that run ``fn(k)`` for the pieces k they are handed."""
 
     def __init__(self) -> None:
         self.tasks: queue.SimpleQueue = queue.SimpleQueue()

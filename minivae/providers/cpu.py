@@ -11,9 +11,12 @@ formula in NumPy (the per-element math of its compiled loops lives in
   and reuses that buffer for the gradient,
 * runs the arithmetic-only passes (ReLU backward + bias gradient, the BCE's
   combination and gradient, Adam) as one compiled loop each (``kernels.cpu``),
-* and leaves exp / log1p to NumPy: its SIMD float32 versions are about 10x faster
+* leaves exp / log1p to NumPy: its SIMD float32 versions are about 10x faster
   than the scalar libm calls a compiled loop makes,
-* takes its big arrays (products, activations, gradients, the BCE's saved values) from
+* runs large arrays on every thread the user allows BLAS (``kernels.threads``: row pieces
+  by size alone, shared among the calling thread and sleeping workers), and updates all
+  parameters in one compiled call per optimizer step (``adam_foreach``, ``sgd_foreach``),
+* and takes its big arrays (products, activations, gradients, the BCE's saved values) from
   an arena (:mod:`minivae.providers.arena`) that hands the previous step's buffers out
   again once nothing holds them: no fresh pages to fault in (measured: ~4,600 page
   faults and a fifth of the time of a VAE step at batch 1024 without it).
