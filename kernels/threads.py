@@ -68,7 +68,9 @@ def thread_count() -> int:
     if getattr(_numba_parallel, "_is_initialized", False):  # set_num_threads starts numba's pool first
         count = min(count, numba.get_num_threads())
     for lib in _BLAS:
-        count = min(count, lib.get_num_threads())
+        blas = lib.get_num_threads()  # (None where a library cannot tell)
+        if blas:
+            count = min(count, blas)
     return max(1, count)
 
 
