@@ -325,7 +325,7 @@ def _run_foreach(loop, arrays: tuple, *scalars) -> None:
     size = 0
     for a in arrays[0]:
         size += a.shape[0]
-    if size < 2 * threads.MIN_PIECE:
+    if size < 2 * threads.MIN_PIECE or threads.thread_count() == 1:  # elementwise: same numbers whole
         loop(*arrays, 0, size, *scalars)
         return
     bounds = piece_bounds(size, size)

@@ -158,10 +158,12 @@ def run_pieces(fn: Callable[[int], object], count: int) -> None:
 def on_rows(loop: Callable[..., object], row_arrays: tuple, *others: object) -> None:
     """``loop(*row_arrays, *others)``, large arrays a row piece per call: ``loop(*(a[start:stop]
     for a in row_arrays), *others)`` for each piece. All ``row_arrays`` have the same rows; the
-    first one's size decides the cut. A small array costs one size test more than a plain call."""
+    first one's size decides the cut. For loops whose every row is computed on its own (the
+    result cannot depend on the cut): with one thread they run whole. A small array costs
+    one size test more than a plain call."""
     first = row_arrays[0]
-    if first.size < 2 * MIN_PIECE:  # the common small case: no slicing, no thread lookup
-        loop(*row_arrays, *others)
+    if first.size < 2 * MIN_PIECE or thread_count() == 1:  # small, or one thread: no pieces at all
+        loop(*row_arrays, *others)  # (an elementwise loop gives the same numbers whole or in pieces)
         return
     bounds = piece_bounds(first.shape[0], first.size)
     run_pieces(lambda k: loop(*[a[bounds[k][0]:bounds[k][1]] for a in row_arrays], *others), len(bounds))
