@@ -236,3 +236,11 @@ def test_data_of_another_size_is_not_called_another_architecture(tmp_path, capsy
         assert main([*command, "--data-dir", str(tmp_path / "eight")]) == 2
         line = one_line(capsys.readouterr().err, "trained on data of another size", "--data-dir")
         assert "another architecture" not in line
+
+
+def test_gradcheck_given_raw_arrays_says_what_it_expects():
+    from minivae import gradcheck
+
+    for inputs, named in (([np.ones(3)], "input[0] is a ndarray"), (np.ones(3), "inputs is a ndarray")):
+        with pytest.raises(TypeError, match="gradcheck: " + named.replace("[", r"\[").replace("]", r"\]")):
+            gradcheck(lambda a: (a * a).sum(), inputs)
