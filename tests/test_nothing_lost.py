@@ -105,7 +105,8 @@ def test_overwrite_of_a_run_removes_exactly_the_files_its_manifest_lists(tmp_pat
     out = tmp_path / "run"
     assert main(["train", "vqvae", "--epochs", "1", "--out", str(out), "--hidden", "8", "--quiet"]) == 0
     listed = json.loads((out / MANIFEST).read_text())["files"]
-    assert {"config.json", "metrics.json", "metrics.csv", "checkpoint.npz", "codebook.json", "samples.png"} <= set(listed)
+    assert {"config.json", "metrics.json", "metrics.csv", "checkpoint.npz", "codebook.json", "samples.png"} \
+        <= set(listed)
     assert sorted(listed) == sorted(p.name for p in out.iterdir() if p.name != MANIFEST)  # what is there, no more
     mine = {"vqvae_samples.png": b"mine", "my_samples.png": b"mine too", "notes.txt": b"notes",
             ".notes.abcdefgh.tmp": b"my own temp-looking file"}
@@ -475,7 +476,8 @@ def test_a_read_only_remount_mid_run_is_one_line_and_exit_1(disk, tmp_path):
             process.kill()
             process.communicate()
             process = d.start("train", "vae", "--data", "ring", "--hidden", "8", "--batch-size", "8", "--quiet",
-                              "--no-figures", "--epochs", "100000", "--checkpoint-minutes", "0.001", "--out", out, "--resume")
+                              "--no-figures", "--epochs", "100000", "--checkpoint-minutes", "0.001", "--out", out,
+                              "--resume")
         _, err = process.communicate(timeout=60)
     finally:
         process.kill()

@@ -240,7 +240,8 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
         options = config.model_kwargs(self.steps_per_epoch)
         samples = config.k if "k" in options else 1
-        flags = {"k": "--k", "positions": "--positions", "codebook_size": "--codebook-size", "made_hidden": "--made-hidden"}
+        flags = {"k": "--k", "positions": "--positions", "codebook_size": "--codebook-size",
+                 "made_hidden": "--made-hidden"}
         check_fits(
             training_bytes(self.train_set.dim, config.latent, config.hidden, config.batch_size, samples,
                            model=config.model, options=options, num_classes=self.train_set.num_classes),
