@@ -191,13 +191,50 @@ class Tensor:
         return self._backward is None and not self._freed
 
     def numpy(self):
-        """The values as a NumPy array (a copy for GPU tensors)."""
+        """The values as a NumPy array (a copy for GPU tensors), with or without a gradient:
+        the explicit conversion. (PyTorch refuses ``.numpy()`` on a tensor that requires
+        grad; minivae refuses only the implicit ``np.asarray(t)``, see :mod:`minivae.interop`.)"""
         return backend.to_numpy(self.data)
 
     def item(self) -> float:
+        """The value of a one-element tensor (any shape) as a Python float, as in PyTorch."""
+        return self._one_value("item()")
+
+    def tolist(self) -> Any:
+        """The values as nested Python lists of floats (a float for a 0-d tensor), as in PyTorch."""
+        return backend.to_numpy(self.data).tolist()
+
+    def _one_value(self, what: str) -> float:
         if self.data.size != 1:
-            raise ValueError(f"item: only a one-element tensor has an item; this one has shape {self.shape}")
+            raise ValueError(
+                f"{what}: only a one-element tensor converts to a Python number; this one has shape "
+                f"{self.shape} ({self.size} elements). Reduce it first (.sum(), .mean()) or index one element"
+            )
         return float(self.data.reshape(-1)[0])
+
+    # -- Python and NumPy conversions (the rules: minivae/interop.py) -------------
+    def __float__(self) -> float:
+        return self._one_value("float(tensor)")
+
+    def __int__(self) -> int:
+        return int(self._one_value("int(tensor)"))  # truncates toward zero, as int(2.7) and PyTorch do
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(
+                f"bool(tensor): the truth value of a tensor with {self.size} elements (shape {self.shape}) is "
+                "ambiguous; use (t != 0).any() / .all() on the comparison, or compare one element"
+            )
+        return bool(self.data.reshape(-1)[0])
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None):
+        return interop.as_array(self, dtype, copy)
+
+    def __array_ufunc__(self, ufunc, method: str, *inputs, **kwargs):
+        return interop.array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return interop.array_function(func, args, kwargs)
 
     def detach(self) -> "Tensor":
         """The same values, cut from the graph (shares memory)."""
@@ -220,8 +257,13 @@ class Tensor:
         return f"Tensor({self.numpy()!r}, dtype={self.dtype}{grad}{op})"
 
     def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor (it has no first axis); use t.size or t.item()")
         return self.shape[0]
 
+    # == and != are elementwise (below), so a tensor's hash cannot follow its values: it is its
+    # identity, which keeps tensors usable as dict keys and set members (the engine's own
+    # bookkeeping and optimizers rely on it; dicts and sets compare by `is` before `==`).
     def __hash__(self) -> int:
         return id(self)
 
@@ -312,8 +354,13 @@ class Tensor:
     def __rmatmul__(self, other): return ops.matmul(other, self)
     def __neg__(self): return ops.neg(self)
     def __abs__(self): return ops.abs(self)
-    # Comparisons give boolean masks (no gradient). == and != keep Python's identity
-    # meaning so tensors can sit in lists, sets and dicts (`p in params`); use mv.eq / mv.ne.
+    # Comparisons give boolean arrays (no gradient), == and != included, as in NumPy and
+    # PyTorch. Against an object that is not numeric (None, a string, a model), == answers
+    # NotImplemented, so Python falls back to identity (False) instead of raising.
+    # Hash is identity (above); test membership in a list of tensors by identity:
+    # any(p is q for q in params), not `p in params`, which compares with ==.
+    def __eq__(self, other): return ops.eq(self, other) if _comparable(other) else NotImplemented
+    def __ne__(self, other): return ops.ne(self, other) if _comparable(other) else NotImplemented
     def __lt__(self, other): return ops.lt(self, other)
     def __le__(self, other): return ops.le(self, other)
     def __gt__(self, other): return ops.gt(self, other)
@@ -353,6 +400,12 @@ class Tensor:
     @property
     def T(self) -> "Tensor":
         return ops.transpose(self)
+
+
+def _comparable(other: Any) -> bool:
+    """What == between a tensor and ``other`` compares elementwise: tensors, arrays, numbers, lists."""
+    return (isinstance(other, (Tensor, int, float, list, tuple, backend.numpy.ndarray, backend.numpy.number))
+            or backend.is_gpu_array(other))
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:
@@ -472,4 +525,4 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
     return out
 
 
-from minivae import ops  # noqa: E402  (ops imports Tensor; the operators above call into it)
+from minivae import interop, ops  # noqa: E402  (they import Tensor; the methods above call into them)
