@@ -59,7 +59,7 @@ class Optimizer:
                     if tuple(state[key].shape) != p.shape:
                         raise ValueError(
                             f"{type(self).__name__}.load_state_dict: {key} has shape {tuple(state[key].shape)}, "
-                            f"parameter {i} has shape {p.shape}"
+                            f"parameter {i} ({p.name or 'unnamed'}) has shape {p.shape}"
                         )
                     buffers[i] = backend.to_backend(state[key], dtype=p.dtype).copy()
                 else:

@@ -319,7 +319,8 @@ class Tensor:
                 else:
                     pg, pg_owned = _fit_to(pg, parent, node, i, upstream=g)
                 if anomaly:
-                    _check_finite(pg, f"backward of '{node.op}' (gradient for input {i})", node._parents)
+                    _check_finite(pg, f"backward of '{node.op}' (gradient for input {i}, {describe(parent)})",
+                                  node._parents)
                 key = id(parent)
                 entry = pending.get(key)
                 if entry is not None:
@@ -443,12 +444,13 @@ def _fit_to(pg: Any, parent: Tensor, node: Tensor, index: int, upstream: Any) ->
         fresh = True
         if pg.shape != parent.data.shape:
             raise RuntimeError(
-                f"backward of '{node.op}': gradient for input {index} has shape {pg.shape}, "
+                f"backward of '{node.op}': gradient for input {index} ({describe(parent)}) has shape {pg.shape}, "
                 f"which does not reduce to the input's shape {parent.shape}"
             )
     if pg.dtype != parent.data.dtype:
         raise TypeError(
-            f"backward of '{node.op}': gradient for input {index} is {pg.dtype}, but the input is {parent.dtype}"
+            f"backward of '{node.op}': gradient for input {index} ({describe(parent)}) is {pg.dtype}, "
+            f"but the input is {parent.dtype}"
         )
     return pg, fresh
 
@@ -493,10 +495,16 @@ def _freed_message(node: Tensor) -> str:
     )
 
 
+def describe(t: Tensor) -> str:
+    """How messages name a tensor: ``enc.0.weight (4, 8)`` when it has a name (a module's
+    parameters take theirs when attached), else its shape."""
+    return f"{t.name} {t.shape}" if t.name else str(t.shape)
+
+
 def _check_finite(a: Any, where: str, inputs: Sequence[Tensor]) -> None:
     xp = backend.array_module(a)
     if not bool(xp.all(xp.isfinite(a))):
-        shapes = ", ".join(str(p.shape) for p in inputs) or "none"
+        shapes = ", ".join(describe(p) for p in inputs) or "none"
         kinds = []
         if bool(xp.any(xp.isnan(a))):
             kinds.append("NaN")
