@@ -96,11 +96,15 @@ from minivae.ops import (  # the ops a course reaches for beyond the layers abov
     min, minimum, ne, one_hot, sign, silu, square, squeeze, stack, std, unsqueeze, var, where,
 )
 from minivae.tensor import AnomalyError, GraphFreedError, Tensor, detect_anomaly, is_grad_enabled, no_grad, tensor
+from minivae.numerics import NumericWarning
+from minivae import numerics
+
+numerics.install()  # NumPy's floating-point warnings name the op and your line (see minivae/numerics.py)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnomalyError", "GradcheckError", "GradcheckReport", "GraphFreedError", "Normal", "Tensor",
+    "AnomalyError", "GradcheckError", "GradcheckReport", "GraphFreedError", "Normal", "NumericWarning", "Tensor",
     "abs", "add", "astype", "backend", "bce_with_logits", "bce_with_logits_sum", "clip", "concat", "cos", "detect_anomaly", "distributions",
     "div", "draw_graph", "exp", "get_backend", "get_kernels", "getitem", "gradcheck", "graph_summary", "is_grad_enabled",
     "kl_normal_standard", "leaky_relu", "linear", "log", "log_softmax", "logsumexp", "losses", "matmul",

@@ -50,12 +50,19 @@ def is_grad_enabled() -> bool:
     return _grad_enabled.get()
 
 
+def is_anomaly_enabled() -> bool:
+    """True inside :func:`detect_anomaly` (in this thread / task)."""
+    return _anomaly_mode.get()
+
+
 @contextlib.contextmanager
 def detect_anomaly() -> Iterator[None]:
     """Check every op's output and every backward gradient for NaN/Inf.
 
     The first op that produces a non-finite value raises :class:`AnomalyError`
-    naming the op and its input shapes. Slow: for debugging only.
+    naming the op and its input shapes; so does a NumPy floating-point report
+    (overflow, divide by zero, invalid value) inside an op (:mod:`minivae.numerics`).
+    Slow: for debugging only.
     """
     token = _anomaly_mode.set(True)
     try:
