@@ -23,8 +23,8 @@ class _SourceCheckoutFinder(importlib.abc.MetaPathFinder):
     installed distribution maps them to ``minivae.kernels`` and ``minivae.derivations``
     (``package-dir`` in pyproject.toml), so that no generic top-level name is installed.
     A source checkout (``PYTHONPATH=.`` or ``python -m pytest`` from the repository root)
-    has no ``minivae/kernels/`` folder: this finder, asked last, serves those two names
-    from the repository's folders. Installed copies never reach it.
+    has no ``minivae/kernels/`` folder: this finder serves those two names from the
+    folders beside the package that was imported. Installed copies never install it.
     """
 
     FOLDERS = {f"{__name__}.kernels": "kernels", f"{__name__}.derivations": "derivations"}
@@ -45,12 +45,18 @@ def _serve_the_checkout_folders() -> None:
     if (here / "kernels").is_dir() or not (here.parent / "kernels" / "__init__.py").is_file():
         return  # an installed package (the folders are inside it) or no checkout beside it
     if not any(isinstance(f, _SourceCheckoutFinder) for f in sys.meta_path):
-        sys.meta_path.append(_SourceCheckoutFinder(here.parent))
+        # First: an editable install's finder elsewhere in sys.meta_path may map these names to
+        # another checkout (the one it was installed from) than the one this minivae came from.
+        sys.meta_path.insert(0, _SourceCheckoutFinder(here.parent))
 
 
 _serve_the_checkout_folders()  # before the engine imports minivae.kernels
 
 from minivae.providers import backend  # noqa: E402
+from minivae import ops  # noqa: E402
+
+ops.install_tensor_operators()  # x + y, x @ W, x.sum(), ...: the one place Tensor gets its operators
+
 from minivae import distributions, losses, nn, optim, random
 from minivae.providers import get_kernels, set_kernels, use_kernels
 from minivae.providers.backend import get_backend, set_backend, use_backend
