@@ -120,6 +120,8 @@ def test_parameters_take_their_dotted_names_when_attached_and_messages_use_them(
     assert "enc.0.weight" in summary and "enc.0.bias" in summary and "scale" in summary
     assert '"enc.0.weight\\n(3, 4)"' in open(mv.draw_graph(loss, str(tmp_path / "g.dot"))).read()
 
+    with pytest.raises(ValueError, match=r"does not fit weight of shape \(3, 4\) \(enc\.0\.weight\)"):
+        model.enc(mv.tensor(np.ones((2, 5), dtype=np.float32)))
     model.scale.data[...] = np.inf  # an Inf parameter (1 * inf raises no NumPy flag): the anomaly names it
     with mv.detect_anomaly(), pytest.raises(mv.AnomalyError, match=r"input shapes: \(2, 4\), scale \(4,\)"):
         mv.tensor(np.ones((2, 4), dtype=np.float32)) * model.scale
