@@ -33,7 +33,6 @@ from minivae import ops
 from minivae.providers import backend
 from minivae.tensor import Tensor
 
-# ufunc -> the minivae op that computes it (with its gradient).
 UFUNC_OPS: dict[np.ufunc, str] = {
     np.add: "add", np.subtract: "sub", np.multiply: "mul", np.true_divide: "div", np.power: "power",
     np.matmul: "matmul", np.negative: "neg", np.absolute: "abs", np.exp: "exp", np.log: "log",

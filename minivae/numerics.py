@@ -53,7 +53,7 @@ def _locate() -> tuple[str | None, str | None, int]:
     is further out.
     """
     frame, depth = sys._getframe(2), 2  # 0: _locate, 1: report, 2: the code that called the ufunc
-    op, backward = None, False
+    op, op_depth, backward = None, 1, False
     while frame is not None:
         path = os.path.abspath(frame.f_code.co_filename)
         inside = path.startswith(PACKAGE)
@@ -61,16 +61,18 @@ def _locate() -> tuple[str | None, str | None, int]:
             name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name).split(".<locals>.")[0]
             name = name.rsplit(".", 1)[-1]
             if not name.startswith("_"):
-                op = name
+                op, op_depth = name, depth
         if path == TENSOR and frame.f_code.co_name == "backward":
             backward = True
         if not inside and not path.startswith(NUMPY):
+            if frame.f_code.co_filename.startswith("<frozen"):  # `python -m minivae`: no code of yours
+                frame = None
             break
         frame, depth = frame.f_back, depth + 1
     caller = None if frame is None else f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
     if op is not None:
         op = f"backward of '{op}'" if backward else f"forward of '{op}'"
-    return op, caller, depth if frame is not None else 1
+    return op, caller, depth if frame is not None else op_depth
 
 
 def report(kind: str, flag: int) -> None:
