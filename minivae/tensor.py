@@ -282,10 +282,48 @@ class Tensor:
         op = f", op={self.op}" if self.op != "input" else ""
         return f"Tensor({self.numpy()!r}, dtype={self.dtype}{grad}{op})"
 
+    def __format__(self, spec: str) -> str:
+        """``f"{loss:.3f}"``: a format spec formats the value of a one-element tensor, as for a
+        float (an integer code such as ``d`` takes a whole value); no spec gives ``str(t)``."""
+        if not spec:
+            return str(self)
+        if self.data.size != 1:
+            raise TypeError(
+                f"format(tensor, {spec!r}): a format spec applies to a one-element tensor; this one has shape "
+                f"{self.shape} ({self.size} elements). Format one value (t[i].item()) or the array (t.numpy())"
+            )
+        value = self._one_value("format(tensor)")
+        if spec[-1] in "bcdoxXn" and value.is_integer():  # tensors are float; "{:d}" of 7.0 means 7
+            return format(int(value), spec)
+        return format(value, spec)
+
+    def __round__(self, ndigits: int | None = None) -> float | int:
+        """``round(loss, 3)``: the value of a one-element tensor rounded, as ``round`` of a float."""
+        if self.data.size != 1:
+            raise TypeError(
+                f"round(tensor): only a one-element tensor rounds to a Python number; this one has shape "
+                f"{self.shape} ({self.size} elements). Round the values with np.round(t.numpy(), ndigits)"
+            )
+        return round(self._one_value("round(tensor)"), ndigits)
+
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor (it has no first axis); use t.size or t.item()")
         return self.shape[0]
+
+    def __iter__(self) -> Iterator["Tensor"]:
+        """The rows (``t[0]``, ``t[1]``, ...), each a node of the graph. Without this Python would
+        iterate through ``__getitem__`` until an IndexError, and a 0-d tensor would be an empty loop."""
+        if self.ndim == 0:
+            raise TypeError("cannot iterate over a 0-d tensor (it has no first axis); use t.item() for its value")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise TypeError(
+            "t[...] = value: tensors are not assigned in place (the graph would not see the change). Build a new "
+            "tensor (mv.where(mask, value, t), mv.concat), or change a leaf's values outside the graph "
+            "(no gradient sees it) with t.data[...] = value"
+        )
 
     # == and != are elementwise (below), so a tensor's hash cannot follow its values: it is its
     # identity, which keeps tensors usable as dict keys and set members (the engine's own

@@ -159,3 +159,41 @@ def test_optimizers_and_modules_still_find_their_parameters_by_identity():
     before = [p.data.copy() for p in net.parameters()]
     opt.step()
     assert all(not np.array_equal(p.data, b) for p, b in zip(net.parameters(), before))
+
+
+# -- Python habits on a loss: f-strings, round(), iteration, item assignment (found in QA) ----------
+
+def test_format_spec_on_a_one_element_tensor_formats_its_value_like_a_float():
+    loss = (mv.tensor([[1.0, 2.0]], requires_grad=True) ** 2).sum()  # a 0-d loss with a gradient
+    assert f"{loss:.3f}" == "5.000" and f"{loss:>8.1f}" == "     5.0" and f"{loss:.2e}" == "5.00e+00"
+    assert f"{mv.tensor([2.5]):g}" == "2.5" and f"{mv.tensor([[7.0]]):d}" == "7"  # whole: int formats too
+    assert f"{loss}" == str(loss) and format(mv.tensor([1.0, 2.0])) == str(mv.tensor([1.0, 2.0]))  # no spec: str
+    with pytest.raises(TypeError, match=r"format.*'\.3f'.*shape \(2,\) \(2 elements\).*item\(\)"):
+        f"{mv.tensor([1.0, 2.0]):.3f}"
+    with pytest.raises(ValueError, match="'d'"):
+        f"{mv.tensor(2.5):d}"  # not a whole number: Python's own error for float
+
+
+def test_round_of_a_one_element_tensor_is_a_python_number():
+    loss = mv.tensor(2.71828, requires_grad=True, dtype="float64")
+    assert round(loss, 2) == 2.72 and isinstance(round(loss, 2), float)
+    assert round(loss) == 3 and isinstance(round(loss), int)
+    assert round(mv.tensor([[-0.5]])) == 0  # banker's rounding, as round(-0.5)
+    with pytest.raises(TypeError, match=r"round\(tensor\).*4 elements"):
+        round(mv.tensor(np.ones((2, 2))))
+
+
+def test_iterating_a_0d_tensor_is_an_error_not_an_empty_loop():
+    rows = list(mv.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    assert [r.tolist() for r in rows] == [[1.0, 2.0], [3.0, 4.0]]
+    assert list(mv.tensor(np.zeros((0, 3)))) == []  # empty: no rows
+    with pytest.raises(TypeError, match="iterate over a 0-d tensor"):
+        for _ in mv.tensor(3.0):
+            pass
+
+
+def test_item_assignment_says_how_to_do_it_instead():
+    t = mv.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(TypeError, match=r"t\[\.\.\.\] = .*mv\.where.*t\.data\[\.\.\.\] = value"):
+        t[0] = 5.0
+    assert t.tolist() == [1.0, 2.0]
