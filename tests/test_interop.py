@@ -197,3 +197,11 @@ def test_item_assignment_says_how_to_do_it_instead():
     with pytest.raises(TypeError, match=r"t\[\.\.\.\] = .*mv\.where.*t\.data\[\.\.\.\] = value"):
         t[0] = 5.0
     assert t.tolist() == [1.0, 2.0]
+
+
+def test_indexing_with_a_tensor_of_indices_names_the_cause_and_the_fix():
+    x = mv.tensor(np.arange(6.0).reshape(3, 2), requires_grad=True)
+    for key in (mv.tensor([2, 0]), mv.tensor(1), (mv.tensor([0, 1]), 0)):  # mv.tensor([2, 0]) is float32
+        with pytest.raises(IndexError, match=r"getitem: .*float32 tensor.*always float.*integer NumPy array or a list"):
+            x[key]
+    assert x[np.array([2, 0])].tolist() == [[4.0, 5.0], [0.0, 1.0]] and x[x > 2].tolist() == [3.0, 4.0, 5.0]

@@ -123,10 +123,14 @@ def getitem(x: Tensor, key: Any) -> Tensor:
     index that repeats collects every contribution).
     Derivation: derivations/15_vjp_rules.md, Eq. 15.38.
     """
-    if isinstance(key, Tensor):
-        key = key.data
-    elif isinstance(key, tuple):
-        key = tuple(k.data if isinstance(k, Tensor) else k for k in key)
+    keys = key if isinstance(key, tuple) else (key,)
+    index_tensor = next((k for k in keys if isinstance(k, Tensor)), None)
+    if index_tensor is not None:  # a PyTorch habit: x[idx] with idx = mv.tensor([2, 0]), which is float
+        raise IndexError(
+            f"getitem: the index is a {index_tensor.dtype} tensor of shape {index_tensor.shape} (minivae tensors "
+            f"are always float, mv.tensor([2, 0]) included); index the tensor of shape {x.shape} with an integer "
+            "NumPy array or a list (x[np.array([2, 0])]), or a boolean mask (x[x > 0])"
+        )
     try:
         out = x.data[key]
     except IndexError as err:
