@@ -40,7 +40,17 @@ def _reduce(values: Tensor, reduction: str, name: str, axis: int | None = None) 
 
 def _check_shapes(name: str, pred: Tensor, target: Any, axis: int | None = None) -> None:
     """Prediction and target must have one shape; with a per-example sum (``axis``, what a
-    model with sample axes uses) they need only broadcast."""
+    model with sample axes uses) they need only broadcast. A float target must also have the
+    prediction's precision (the engine's rule), said here so the error names the loss, not
+    the ``sub`` or ``mul`` inside it."""
+    target_dtype = getattr(target, "dtype", None)
+    mixed = isinstance(target, Tensor) or getattr(target, "ndim", 0) > 0  # 0-d arrays take pred's dtype
+    if mixed and target_dtype is not None and target_dtype.kind == "f" and target_dtype != pred.dtype:
+        raise TypeError(
+            f"{name}: the target is {target_dtype} {tuple(target.shape)} but the prediction is {pred.dtype} "
+            f"{pred.shape}; minivae does not mix float precisions silently. Convert the target, e.g. "
+            f"target.astype('{pred.dtype}')"
+        )
     if axis is not None:
         shape = getattr(target, "shape", ())
         try:
@@ -95,6 +105,7 @@ def bce(prob: Tensor, target: Any, reduction: str = "mean", eps: float = BCE_EPS
     """Bernoulli NLL from probabilities p: -[x ln p + (1 - x) ln(1 - p)], p clipped to [eps, 1 - eps]."""
     _check_shapes("bce", prob, target)
     _check_probabilities("bce", target)
+    target = ops.as_tensor(target, prob, "bce")  # 0/1 integer labels: prob's dtype before `1.0 - target`
     p = ops.clip(prob, eps, 1.0 - eps)
     values = -(target * ops.log(p) + (1.0 - target) * ops.log(1.0 - p))
     return _reduce(values, reduction, "bce")

@@ -140,3 +140,16 @@ def test_a_nan_image_reaching_a_vae_is_named_by_the_loss():
     x[1, 2] = np.nan
     with pytest.raises(ValueError, match=r"contains NaN: 1 of 12 values in 1 of 3 rows \(1\)"):
         model.loss(x, None, mv.random.Generator(1))
+
+
+@pytest.mark.parametrize("loss", ["mse", "bce", "bce_with_logits", "gaussian_nll"])
+def test_a_float64_target_for_a_float32_prediction_is_an_error_naming_the_loss(loss):
+    """Found in QA: float64 data into a float32 model's loss said 'sub: ...' or 'mul: ...'."""
+    pred = mv.tensor(np.full((2, 3), 0.5), dtype="float32", requires_grad=True)
+    target = np.ones((2, 3))  # NumPy's default float64
+    for wrong in (target, mv.tensor(target, dtype="float64")):
+        with pytest.raises(TypeError, match=rf"^{loss}: the target is float64 \(2, 3\) but the prediction is "
+                                            r"float32 \(2, 3\).*target\.astype\('float32'\)"):
+            getattr(mv.losses, loss)(pred, wrong)
+    fine = getattr(mv.losses, loss)(pred, target.astype("float32"))  # the fix, and integer data, work
+    assert fine.dtype == np.float32 and getattr(mv.losses, loss)(pred, target.astype(int)).dtype == np.float32
