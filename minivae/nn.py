@@ -16,6 +16,7 @@ attributes, so a model is written as plain Python::
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Iterator
 
 from minivae.providers import backend
@@ -223,6 +224,12 @@ class Linear(Module):
             raise TypeError(
                 f"Linear({in_features}, {out_features}): rng must be a minivae.random.Generator, got {type(rng).__name__}"
             )
+        for size in (in_features, out_features):  # Linear(d / 2, ...) would silently build int(d / 2)
+            if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+                raise TypeError(
+                    f"Linear({in_features!r}, {out_features!r}): sizes must be integers, got {type(size).__name__} "
+                    f"{size!r} (use // for a half: d // 2)"
+                )
         if in_features <= 0 or out_features <= 0:
             raise ValueError(f"Linear: sizes must be positive, got in={in_features}, out={out_features}")
         fan = {"he": in_features / 2, "xavier": (in_features + out_features) / 2}

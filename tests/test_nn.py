@@ -127,3 +127,11 @@ def test_parameters_take_their_dotted_names_when_attached_and_messages_use_them(
     model.scale.data[...] = np.inf  # an Inf parameter (1 * inf raises no NumPy flag): the anomaly names it
     with mv.detect_anomaly(), pytest.raises(mv.AnomalyError, match=r"input shapes: \(2, 4\), scale \(4,\)"):
         mv.tensor(np.ones((2, 4), dtype=np.float32)) * model.scale
+
+
+@pytest.mark.parametrize("sizes", [(2.5, 3), (4, 3.0), (True, 3), ("4", 3)])
+def test_linear_sizes_must_be_integers_not_silently_truncated(sizes):
+    """Found in QA: Linear(d / 2, ...) with d = 5 built a (2, 3) weight without a word."""
+    with pytest.raises(TypeError, match=r"Linear\(.*\): sizes must be integers, got .* \(use // for a half"):
+        mv.nn.Linear(*sizes, rng=mv.random.Generator(0))
+    assert mv.nn.Linear(np.int64(4), 3, rng=mv.random.Generator(0)).weight.shape == (4, 3)  # NumPy ints are fine
