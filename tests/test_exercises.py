@@ -229,3 +229,17 @@ def test_every_equation_a_hint_or_an_exercise_cites_exists():
     for md in (REPO / "derivations").glob("[0-9][0-9]_*.md"):
         tags |= set(re.findall(r"\\tag\{Eq\. (\d+\.\d+)\}", md.read_text()))
     assert cited <= tags, f"cited but not in any derivation: {sorted(cited - tags)}"
+
+
+def test_start_given_a_file_and_check_given_a_folder_say_which_is_which(tmp_path):
+    """Found in QA: `start kl work/kl.py` said 'work/kl.py/kl.py already exists' (it did not), and
+    `start kl kl.py` made a folder named kl.py; `check kl work/` said 'no such file'."""
+    mine = tmp_path / "kl.py"
+    mine.write_text("# my work\n")
+    for target in (mine, tmp_path / "new.py"):
+        out = cli("start", "kl", str(target))
+        assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
+        assert f"{target}: DIR is the folder to write kl.py into" in out.stderr and "Traceback" not in out.stderr
+    assert mine.read_text() == "# my work\n" and not (tmp_path / "new.py").exists()
+    folder = cli("check", "kl", str(tmp_path))
+    assert folder.returncode == 2 and f"{tmp_path} is a folder; give the file to grade" in folder.stderr

@@ -73,6 +73,9 @@ def _start(args: argparse.Namespace) -> int:
         return _error(err.args[0])
     folder = Path(args.dir)
     target = folder / exercise.stub.name
+    if (folder.exists() and not folder.is_dir()) or (not folder.exists() and folder.suffix == ".py"):
+        return _error(f"{folder}: DIR is the folder to write {exercise.stub.name} into, not a file "
+                      f"(e.g. minivae exercise start {exercise.name} work/)")
     if target.exists() or target.is_symlink():
         return _error(f"{target} already exists; it may hold your work, so it is left as it is "
                       "(move it away, or start in another folder)")
@@ -101,6 +104,8 @@ def _check(args: argparse.Namespace) -> int:
     if args.solution == bool(args.file):
         return _error("give either FILE (the file to grade) or --solution, not both and not neither")
     path = exercise.solution if args.solution else Path(args.file)
+    if path.is_dir():
+        return _error(f"{path} is a folder; give the file to grade (e.g. {path / exercise.stub.name})")
     if not path.is_file():
         return _error(f"{path}: no such file")
     if args.timeout <= 0:
