@@ -185,8 +185,24 @@ def retain_grads(root: Tensor) -> Tensor:
     return root
 
 
+def _check_root(root: Any, what: str) -> None:
+    """The graph behind ``root`` can be drawn: a Tensor whose graph is recorded and not freed."""
+    if not isinstance(root, Tensor):
+        raise TypeError(f"{what}: expected a Tensor, got {type(root).__name__}")
+    if getattr(root, "_freed", False):
+        raise ValueError(f"{what}: backward() already freed this graph; call retain_grads(loss) and "
+                         "loss.backward(retain_graph=True) to draw it with its gradients")
+    if root.op != "input" and not root.parents and not root.requires_grad:  # one lone box, not a graph
+        raise ValueError(
+            f"{what}: this tensor from '{root.op}' has no recorded graph: it was computed under no_grad() or "
+            "from inputs none of which requires grad; give an input requires_grad=True (parameters have it) "
+            "and compute it outside no_grad()"
+        )
+
+
 def graph_summary(root: Tensor, module: Any = None) -> str:
     """One line per node: index, op or name, kind, output shape, and which nodes feed it."""
+    _check_root(root, "graph_summary")
     lines = [f"{'#':>3}  {'node':<28} {'kind':<10} {'shape':<16} inputs"]
     for n in _nodes(root, names=_parameter_names(module)):
         inputs = ", ".join(f"#{i}" for i in n.inputs) or "-"
@@ -535,13 +551,9 @@ def draw_graph(
     ``module``: a Module whose ``named_parameters()`` name the parameters (when they carry no name).
     ``engine``: ``"auto"`` (Graphviz ``dot`` when installed, else matplotlib), ``"dot"`` or ``"matplotlib"``.
     """
-    if not isinstance(root, Tensor):
-        raise TypeError(f"draw_graph: expected a Tensor, got {type(root).__name__}")
+    _check_root(root, "draw_graph")
     if engine not in ENGINES:
         raise ValueError(f"draw_graph: engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if getattr(root, "_freed", False):
-        raise ValueError("draw_graph: backward() already freed this graph; call retain_grads(loss) and "
-                         "loss.backward(retain_graph=True) to draw it with its gradients")
     if path is not None:
         fmt = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
         if fmt not in FORMATS:

@@ -178,3 +178,22 @@ def test_draw_graph_writes_dot_and_a_zero_d_graph(tmp_path):
         assert [n.kind for n in picture.nodes] == ["parameter", "constant", "output"]
         assert edges_through_boxes(picture.geometry()) == []
     assert re.search(r'label="3\\n\(\) float32"', mv.graphview.to_dot(scalar))
+
+
+def test_a_graph_that_was_never_recorded_or_was_freed_is_an_error_for_the_summary_too(tmp_path):
+    """Found in QA: a teacher's `b = mv.tensor(2.0) * 3` (no input requires grad) or a loss computed
+    under no_grad() drew one lone box, and graph_summary of a freed graph printed one line."""
+    a = mv.tensor(2.0)
+    with mv.no_grad():
+        under_no_grad = mv.tensor(2.0, requires_grad=True) * 3.0
+    for lone in (a * 3.0, under_no_grad):
+        for draw in (lambda: draw_graph(lone, tmp_path / "g.png"), lambda: mv.graph_summary(lone)):
+            with pytest.raises(ValueError, match=r"from 'mul' has no recorded graph: .*no_grad\(\).*requires_grad=True"):
+                draw()
+    w = mv.tensor([1.0, 2.0], requires_grad=True)
+    loss = (w * w).sum()
+    loss.backward()
+    with pytest.raises(ValueError, match=r"^graph_summary: backward\(\) already freed this graph"):
+        mv.graph_summary(loss)
+    assert not list(tmp_path.iterdir())
+    assert "constant" in mv.graph_summary(a) and "mul" in mv.graph_summary(mv.tensor(2.0, requires_grad=True) * 3.0)
