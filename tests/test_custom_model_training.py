@@ -108,3 +108,32 @@ def test_a_model_without_the_protocol_is_a_one_line_error_naming_what_it_lacks(t
     with pytest.raises(TypeError, match="object lacks loss, parameters, train, eval"):
         Trainer(config(1), tmp_path / "b", model=object(), progress=False)
     assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
+
+
+class _Returns(mv.nn.Module):
+    """A model whose loss returns what a student might write instead of {"loss": tensor}."""
+
+    def __init__(self, wrong) -> None:
+        super().__init__()
+        self.lin, self.wrong = mv.nn.Linear(64, 64, rng=mv.random.Generator(0)), wrong
+
+    def loss(self, x, y, rng):
+        return self.wrong(mv.losses.mse(self.lin(mv.tensor(x)), x))
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda r: r, r"returned a Tensor, not a dict"),
+    (lambda r: (r, {}), r"returned a tuple, not a dict"),
+    (lambda r: {"total": r}, r"returned a dict without a 'loss' entry \(it has 'total'\)"),
+    (lambda r: {"loss": float(r)}, r"returned 'loss' as a float, not a one-element Tensor"),
+    (lambda r: {"loss": r, "mse": r * mv.tensor(np.ones(3, dtype="float32"))}, r"returned 'mse' with shape \(3,\), not one element"),
+    (lambda r: {"loss": r.detach()}, r"returned a 'loss' that does not require grad"),
+])
+def test_a_loss_that_breaks_the_protocol_is_one_line_naming_the_model_and_the_fix(tmp_path, wrong, message):
+    """Found in QA: these ended in 'getitem: index 'loss' is invalid ...', "'float' object has no
+    attribute 'item'" or 'tuple indices must be integers', deep inside the training step."""
+    with Trainer(TrainConfig(data="digits", epochs=1), tmp_path / "run", model=_Returns(wrong),
+                 progress=False, log=lambda line: None) as trainer:
+        with pytest.raises(TypeError, match=rf"^_Returns\.loss\(x, y, rng\) {message}.*"
+                                            r"\{'loss': loss, \.\.\.\}"):
+            trainer.fit()

@@ -25,6 +25,31 @@ class BadLoss(FloatingPointError):
         super().__init__(f"the loss is {value:.6g}, {what}")
 
 
+def check_loss_entries(model: Any, out: Any) -> None:
+    """``model.loss`` returned {"loss": one-element tensor with a gradient, other one-element tensors}:
+    a one-line TypeError naming the model and the fix otherwise (a student's model breaks it first)."""
+    problem = None
+    if not isinstance(out, dict):
+        problem = f"returned a {type(out).__name__}, not a dict"
+    elif "loss" not in out:
+        problem = f"returned a dict without a 'loss' entry (it has {', '.join(map(repr, out)) or 'nothing'})"
+    else:
+        for name, value in out.items():
+            if not isinstance(value, Tensor):
+                problem = f"returned {name!r} as a {type(value).__name__}, not a one-element Tensor"
+            elif value.size != 1:
+                problem = f"returned {name!r} with shape {value.shape}, not one element (reduce it: .mean())"
+            if problem:
+                break
+        if problem is None and not out["loss"].requires_grad:
+            problem = ("returned a 'loss' that does not require grad (computed under no_grad(), detached, or "
+                       "not from the parameters)")
+    if problem:
+        raise TypeError(f"{type(model).__name__}.loss(x, y, rng) {problem}; it must return a dict of one-element "
+                        "tensors, {'loss': loss, ...} (the loss to minimise, averaged over the batch; other "
+                        "entries are logged)")
+
+
 def training_step(
     model: Module, optimizer: Adam, x: Any, y: Any, rng: Generator, limit: float = math.inf
 ) -> dict[str, Tensor]:
@@ -36,6 +61,7 @@ def training_step(
     if hasattr(model, "step"):
         model.step = optimizer.steps  # drives schedules such as the KL warm-up
     out = model.loss(x, y, rng)
+    check_loss_entries(model, out)
     value = out["loss"].item()
     if not math.isfinite(value) or abs(value) > limit:
         raise BadLoss(value, limit)
