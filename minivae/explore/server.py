@@ -102,7 +102,7 @@ def _label(explorer: Explorer, query: dict[str, list[str]]) -> int | None:
     if "label" not in query:
         return None
     if not explorer.conditional:
-        raise ApiError(400, f"label: only a conditional model (cvae) takes a label; this run is a {explorer.config.model}")
+        raise ApiError(400, f"label: only a conditional model (cvae) takes a label; this run is {explorer.config.model}")
     label = _int(query, "label")
     classes = explorer.test.num_classes
     if not 0 <= label < classes:
