@@ -106,6 +106,9 @@ class Normal:
         if eps is None:
             if rng is None:
                 raise ValueError("Normal.rsample: pass rng=Generator(seed) to draw noise, or eps=... to fix it")
+            if not isinstance(rng, Generator):  # a seed or NumPy's generator: PyTorch/NumPy habits
+                raise TypeError("Normal.rsample: rng must be a minivae.random.Generator (mv.random.Generator(seed)), "
+                                f"got {type(rng).__name__} {rng!r}"[:200])
             eps = rng.normal(tuple(sample_shape) + self.shape, dtype=self.mu.dtype)
         z = reparameterize(self.mu, self.logvar, eps)
         self.eps = z.eps

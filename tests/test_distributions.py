@@ -124,3 +124,13 @@ def test_monte_carlo_kl_matches_analytic():
     mc = (d.log_prob(z) - prior.log_prob(z)).numpy()
     se = mc.std() / math.sqrt(mc.size)
     assert abs(mc.mean() - d.kl_standard().item()) < 5 * se
+
+
+@pytest.mark.parametrize("rng", [0, np.random.default_rng(0)])
+def test_rsample_given_a_seed_or_a_numpy_generator_names_the_fix(rng):
+    """Found in QA: rng=0 said "'int' object has no attribute 'normal'", a NumPy generator
+    "normal() got an unexpected keyword argument 'dtype'"."""
+    q = mv.Normal(mv.tensor(np.zeros((2, 3))), mv.tensor(np.zeros((2, 3))))
+    with pytest.raises(TypeError, match=r"^Normal\.rsample: rng must be a minivae\.random\.Generator "
+                                        r"\(mv\.random\.Generator\(seed\)\), got (int|Generator)"):
+        q.rsample(rng)
