@@ -205,3 +205,16 @@ def test_indexing_with_a_tensor_of_indices_names_the_cause_and_the_fix():
         with pytest.raises(IndexError, match=r"getitem: .*float32 tensor.*always float.*integer NumPy array or a list"):
             x[key]
     assert x[np.array([2, 0])].tolist() == [[4.0, 5.0], [0.0, 1.0]] and x[x > 2].tolist() == [3.0, 4.0, 5.0]
+
+
+def test_plotting_a_list_of_losses_that_require_grad_points_to_item():
+    """Found in QA: `losses.append(loss)` then `plt.plot(losses)`, the first thing a student plots."""
+    w = mv.tensor([1.0, 2.0], requires_grad=True)
+    losses = [(w * w).sum(), (w * 3.0).sum()]
+    with pytest.raises(TypeError, match=r"requires grad.*keep loss\.item\(\) \(a float\) in the list"):
+        plt.plot(losses)
+    with pytest.raises(TypeError, match=r"requires grad.*detach\(\)") as matrix:
+        np.asarray(w)
+    assert "item()" not in str(matrix.value)  # only a one-element tensor gets the hint
+    plt.plot([loss.item() for loss in losses])
+    plt.close("all")
