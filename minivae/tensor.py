@@ -280,7 +280,8 @@ class Tensor:
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
         op = f", op={self.op}" if self.op != "input" else ""
-        return f"Tensor({self.numpy()!r}, dtype={self.dtype}{grad}{op})"
+        name = f", name={self.name!r}" if self.name else ""  # a parameter's dotted name: which one is printed
+        return f"Tensor({self.numpy()!r}, dtype={self.dtype}{grad}{op}{name})"
 
     def __format__(self, spec: str) -> str:
         """``f"{loss:.3f}"``: a format spec formats the value of a one-element tensor, as for a

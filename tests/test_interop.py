@@ -218,3 +218,9 @@ def test_plotting_a_list_of_losses_that_require_grad_points_to_item():
     assert "item()" not in str(matrix.value)  # only a one-element tensor gets the hint
     plt.plot([loss.item() for loss in losses])
     plt.close("all")
+
+
+def test_printing_a_parameter_shows_its_name():
+    net = mv.nn.Sequential(mv.nn.Linear(2, 1, rng=mv.random.Generator(0)))
+    assert repr(net[0].bias).endswith("dtype=float32, requires_grad=True, name='0.bias')")
+    assert "name=" not in repr(mv.tensor([1.0]) * 2.0) and str(net[0].bias) == repr(net[0].bias)
