@@ -17,6 +17,7 @@ the change in θ.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -78,6 +79,16 @@ class GradcheckReport:
         return "\n".join(lines)
 
 
+def _takes_no_arguments(fn: Callable[..., Tensor]) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): call it with the inputs
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                  inspect.Parameter.VAR_POSITIONAL)
+    return not any(p.kind in positional for p in parameters)
+
+
 def gradcheck(
     fn: Callable[..., Tensor],
     inputs: Tensor | Sequence[Tensor] | Module,
@@ -90,8 +101,9 @@ def gradcheck(
 ) -> GradcheckReport:
     """Compare ``backward()`` with central differences for every input that requires grad.
 
-    ``inputs`` is a tensor, a sequence of tensors (``fn(*inputs)`` is called) or a
-    Module (``fn()`` is called and the module's parameters are checked). All must be
+    ``inputs`` is a tensor, a sequence of tensors (``fn(*inputs)`` is called, or ``fn()``
+    when it takes no arguments: a closure over them) or a Module (``fn()`` is called and
+    the module's parameters are checked). All must be
     float64. Inputs may be views with any strides (transposed, sliced) and 0-d; each
     element is perturbed where it lives, so ``fn`` sees exactly the layout it was given.
     A tensor passed twice is checked once (its gradient is the sum of both uses).
@@ -109,7 +121,8 @@ def gradcheck(
                             "them or a Module; wrap arrays as Tensor(x, requires_grad=True) in float64")
         tensors = [inputs] if isinstance(inputs, Tensor) else list(inputs)
         named = [(getattr(t, "name", None) or f"input[{i}]", t) for i, t in enumerate(tensors)]
-        call = lambda: fn(*tensors)  # noqa: E731
+        # fn(*inputs), or fn() for a closure over them: `lambda: loss(x)`, as for a Module
+        call = fn if _takes_no_arguments(fn) else lambda: fn(*tensors)
     for name, t in named:
         if not isinstance(t, Tensor):
             raise TypeError(f"gradcheck: {name} is a {type(t).__name__}, expected a minivae Tensor")

@@ -144,3 +144,17 @@ def test_gradcheck_catches_a_vjp_wrong_only_for_non_contiguous_inputs():
     assert [c.passed for c in report.inputs] == [True, False]
     assert report.inputs[1].name == "input[0] (strided)"
     np.testing.assert_array_equal(contiguous.numpy(), values)
+
+
+def test_a_closure_over_the_checked_tensors_works_as_for_a_module():
+    """Found in QA: the README's `gradcheck(lambda: loss, module)` habit with tensors,
+    `gradcheck(lambda: (x * x).sum(), x)`, said '<lambda>() takes 0 positional arguments but 1 was given'."""
+    x = mv.tensor(np.array([0.5, -1.5, 2.0]), dtype="float64", requires_grad=True)
+    w = mv.tensor(np.array([[1.0], [2.0], [0.5]]), dtype="float64", requires_grad=True)
+    closure = mv.gradcheck(lambda: ((x @ w) ** 2).sum(), [x, w])
+    taking = mv.gradcheck(lambda a, b: ((a @ b) ** 2).sum(), [x, w])
+    assert [c.name for c in closure.inputs] == [c.name for c in taking.inputs] == ["input[0]", "input[1]"]
+    assert closure.ok and [c.max_abs_error for c in closure.inputs] == [c.max_abs_error for c in taking.inputs]
+    bad = lambda: mv.Tensor.from_op((x.data ** 2).sum(), (x,), lambda g: (g * x.data,), "bad")  # noqa: E731
+    with pytest.raises(mv.GradcheckError):
+        mv.gradcheck(bad, x)  # a closure is checked, not only called
