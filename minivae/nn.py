@@ -105,13 +105,18 @@ class Module:
         raise ValueError(f"{type(self).__name__} has no parameters, so no dtype")
 
     def parameters(self) -> list[Parameter]:
-        """Every parameter, in the order of ``named_parameters`` (walked without generators:
-        models call this on every batch)."""
+        """Every parameter once, in the order of ``named_parameters`` (walked without generators:
+        models call this on every batch). A module used in two places (tied weights) gives its
+        parameters once, as in PyTorch, so an optimizer updates them once per step."""
         out: list[Parameter] = []
+        seen: set[int] = set()
         stack: list[Module] = [self]
         while stack:
             module = stack.pop()
-            out.extend(module._parameters.values())
+            for p in module._parameters.values():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    out.append(p)
             stack.extend(reversed(module._modules.values()))
         return out
 

@@ -99,6 +99,16 @@ def _parameter_list(name: str, params: Any) -> list[Tensor]:
             what = type(p).__name__ if not isinstance(p, Tensor) else "a tensor that does not require grad"
             raise TypeError(f"{name}: parameter {i} ({getattr(p, 'name', None) or what}) is not a tensor that "
                             f"requires grad; {fix}")
+        if not p.is_leaf:  # backward keeps no .grad on a computed tensor: the step would never move it
+            raise TypeError(f"{name}: parameter {i} is the output of '{p.op}', not a leaf tensor (its .grad is never "
+                            f"kept, so it would never change); {fix}")
+    first: dict[int, int] = {}
+    for i, p in enumerate(found):
+        if id(p) in first:  # it would be updated twice per step
+            raise ValueError(f"{name}: parameter {i} ({p.name or tuple(p.shape)}) is listed twice (also parameter "
+                             f"{first[id(p)]}); pass each once, e.g. {name}(model.parameters(), lr=...) of the "
+                             "model that holds them all")
+        first[id(p)] = i
     return found
 
 

@@ -135,3 +135,17 @@ def test_linear_sizes_must_be_integers_not_silently_truncated(sizes):
     with pytest.raises(TypeError, match=r"Linear\(.*\): sizes must be integers, got .* \(use // for a half"):
         mv.nn.Linear(*sizes, rng=mv.random.Generator(0))
     assert mv.nn.Linear(np.int64(4), 3, rng=mv.random.Generator(0)).weight.shape == (4, 3)  # NumPy ints are fine
+
+
+def test_a_shared_module_gives_its_parameters_once_so_an_optimizer_updates_them_once():
+    """Weight tying (one module in two places): parameters() lists each parameter once, as
+    PyTorch's does, so Adam(model.parameters()) takes it (a parameter listed twice is refused)."""
+    rng = mv.random.Generator(0)
+    shared = mv.nn.Linear(2, 2, rng=rng)
+    tied = mv.nn.Sequential(shared, mv.nn.Tanh(), shared)
+    assert [id(p) for p in tied.parameters()] == [id(shared.weight), id(shared.bias)]
+    opt = mv.optim.SGD(tied.parameters(), lr=0.5)
+    before = shared.weight.data.copy()
+    tied(mv.tensor([[1.0, -1.0]])).sum().backward()
+    opt.step()
+    assert np.allclose(shared.weight.data, before - 0.5 * shared.weight.grad)  # one update, not two

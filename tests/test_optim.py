@@ -171,3 +171,20 @@ def test_one_call_per_step_resumes_bit_identically_and_matches_the_reference(mak
     reference, _ = run(4, kernels="reference")
     for a, b in zip(straight, reference):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["SGD", "Adam"])
+def test_a_parameter_listed_twice_or_a_non_leaf_is_refused(optimizer):
+    """Found in QA: Adam(list(enc.parameters()) + list(vae.parameters())) with enc inside vae took
+    enc's parameters twice (two updates per step), and a computed tensor (w * 2, whose .grad is never
+    kept) was accepted and never moved."""
+    rng = mv.random.Generator(0)
+    enc = mv.nn.Linear(2, 2, rng=rng)
+    both = mv.nn.Sequential(enc, mv.nn.Linear(2, 1, rng=rng))
+    make = getattr(mv.optim, optimizer)
+    with pytest.raises(ValueError, match=rf"^{optimizer}: parameter 2 \(0\.weight\) is listed twice \(also "
+                                         r"parameter 0\); pass each once"):
+        make(list(enc.parameters()) + list(both.parameters()), lr=0.1)
+    with pytest.raises(TypeError, match=rf"^{optimizer}: parameter 0 .*the output of 'mul'.*not a leaf"):
+        make([enc.weight * 2.0], lr=0.1)
+    make(both.parameters(), lr=0.1)  # each once: fine
