@@ -44,3 +44,16 @@ def test_plain_numpy_outside_minivae_still_warns_as_numpy_and_chosen_modes_are_k
     with np.errstate(over="ignore"), warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.isinf(mv.exp(mv.tensor([1000.0])).data[0])  # the user's own errstate wins: silence
+
+
+@pytest.mark.parametrize("op, value", [("log", -1.0), ("log1p", -2.0)])
+def test_a_log_of_a_negative_number_warns_while_log_of_zero_stays_quiet(op, value):
+    """Found in QA: mv.log(-1) was a silent NaN (the op quieted 'invalid' with 'divide'); log(0) = -inf
+    is the honest answer and stays quiet (its gradient 1/0 is reported in backward)."""
+    with pytest.warns(mv.NumericWarning, match=rf"invalid value encountered in minivae's forward of '{op}' "
+                                               rf"\(called from {HERE}:\d+\)"):
+        y = getattr(mv, op)(mv.tensor([value, 1.0]))
+    assert np.isnan(y.numpy()[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert getattr(mv, op)(mv.tensor([-1.0 if op == "log1p" else 0.0])).numpy()[0] == -np.inf

@@ -143,11 +143,13 @@ def to_numpy(a: Any) -> numpy.ndarray:
     return numpy.asarray(a)
 
 
-def quiet_errors(a: Any):
-    """A context that silences NumPy's divide/invalid warnings for array ``a``.
+def quiet_errors(a: Any, invalid: bool = True):
+    """A context that silences NumPy's divide (and, unless ``invalid=False``, invalid) warnings
+    for array ``a``.
 
     Used where -inf or NaN is the honest answer (log 0) and the caller checks for it.
+    ``invalid=False`` keeps the warning for NaN made from a real number (log of a negative one).
     """
     if is_gpu_array(a):
         return contextlib.nullcontext()
-    return numpy.errstate(divide="ignore", invalid="ignore")
+    return numpy.errstate(divide="ignore", invalid="ignore" if invalid else None)
