@@ -506,3 +506,33 @@ def adam_update(param, grad, m, v, lr: float, beta1: float, beta2: float, eps: f
            t(1.0 - beta1**step), t(1.0 - beta2**step), t(weight_decay), bool(decoupled))
     stage.finish()
     return param
+
+
+def ptx_variants(dtype: np.dtype) -> list[tuple[object, str, tuple]]:
+    """Every kernel this module launches, for ``dtype`` and C-contiguous arrays (the
+    provider's layout): (kernel, flags, argument types) rows, the registry that
+    ``kernels/cuda_ptx.py`` compiles to PTX without a GPU."""
+    f = numba.from_dtype(dtype)
+    m1, m2 = f[::1], f[:, ::1]
+    code, flag = numba.int64, numba.boolean
+    rows = [(_bias_act_kernel, "", (m2, m1, m2, code, f)), (_act_kernel, "", (m2, m2, code, f))]
+    for want in (False, True):
+        rows.append((bias_act_backward_kernel(want, dtype), f"bias_grad={want:d}",
+                     (m2, m2, m2, m1 if want else m2, code, f, flag, flag, flag)))
+    rows += [
+        (_reparam_forward_kernel, "", (m2, m2, m2, m2)),
+        (_reparam_backward_kernel, "", (m2, m2, m2, m2, m2)),
+        (_reparam_grad_logvar_kernel, "", (m2, m2, m2, m2)),
+        (kl_rows_kernel(dtype), "", (m2, m2, m1)),
+        (_kl_backward_kernel, "", (m2, m2, m1, f, m2, m2)),
+        (_bce_kernel, "", (m2, m2, m2)),
+        (bce_sum_kernel(dtype), "", (m2, m2, m1, flag, flag)),
+        (bce_row_sums_kernel(dtype), "", (m2, m2, m1)),
+    ]
+    for mode, grad in ((_GRAD_SCALE, m2), (_GRAD_FULL, m2), (_GRAD_ROWS, m1)):
+        rows.append((bce_backward_kernel(mode), f"grad_mode={mode}", (m2, m2, grad, f, m2)))
+    rows += [
+        (_adam_kernel, "", (m1, m1, m1, m1, f, f, f, f, f, f, f, f, f, flag)),
+        (_adam_rows_kernel, "", (m2, m2, m2, m2, f, f, f, f, f, f, f, f, f, flag)),
+    ]
+    return rows

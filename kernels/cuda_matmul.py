@@ -198,3 +198,19 @@ def matmul(a, b, out, *, trans_a: bool = False, trans_b: bool = False, bias=None
         launch(kernel, _grid(m, n), (THREADS_X, THREADS_Y), stream, *arrays)
     stage.finish()
     return out
+
+
+def ptx_variants(dtype: np.dtype) -> list[tuple[object, str, tuple]]:
+    """Every kernel this module launches, for ``dtype`` and C-contiguous arrays (the
+    provider's layout): (kernel, flags, argument types) rows, the registry that
+    ``kernels/cuda_ptx.py`` compiles to PTX without a GPU."""
+    f = numba.from_dtype(dtype)
+    m1, m2 = f[::1], f[:, ::1]
+    rows = []
+    for ta in (False, True):
+        for tb in (False, True):
+            for bias in (False, True):
+                for acc in (False, True):
+                    rows.append((_gemm_kernel(ta, tb, bias, acc, dtype), f"ta={ta:d} tb={tb:d} bias={bias:d} acc={acc:d}",
+                                 (m2, m2, m1, m2) if bias else (m2, m2, m2)))
+    return rows

@@ -19,7 +19,7 @@ Needs numba-cuda with NVVM and libdevice, i.e. the toolkit wheels of
 ``pip install "numba-cuda[cu12]"`` or ``[cu13]`` (both in minivae's extras), and no
 GPU: numba-cuda asks the current device for the compute capability of device
 functions, so while compiling, this module answers for a device of capability ``cc``.
-Run it as ``python -m kernels.cuda_ptx [--cc 8.6] [--json FILE]`` for a table
+Run it as ``python -m minivae.kernels.cuda_ptx [--cc 8.6] [--json FILE]`` for a table
 (``NUMBA_ENABLE_CUDASIM`` must not be set); tests/kernels/test_cuda_compile.py runs it
 in CI.
 """
@@ -74,51 +74,16 @@ class Report:
 
 def variants() -> list[Variant]:
     """Every kernel variant that the launch functions can make, in both dtypes, for
-    C-contiguous arrays (the layout of the provider's arrays)."""
-    import numba
-
-    from . import cuda_elementwise as ew
-    from . import cuda_matmul as mm
-    from . import cuda_reduce as red
+    C-contiguous arrays (the layout of the provider's arrays): the rows of each CUDA
+    module's public ``ptx_variants`` registry."""
+    from . import cuda_elementwise, cuda_matmul, cuda_reduce
+    from .cuda_launch import kernel_name
 
     out: list[Variant] = []
     for dtype in DTYPES:
-        f = numba.from_dtype(dtype)
-        m1, m2 = f[::1], f[:, ::1]
-        code, flag = numba.int64, numba.boolean
-        name = dtype.name
-
-        def add(kernel, flags, *argtypes):
-            from .cuda_launch import kernel_name
-
-            out.append(Variant(kernel_name(kernel), flags, name, kernel, tuple(argtypes)))
-
-        for ta in (False, True):
-            for tb in (False, True):
-                for bias in (False, True):
-                    for acc in (False, True):
-                        add(mm._gemm_kernel(ta, tb, bias, acc, dtype), f"ta={ta:d} tb={tb:d} bias={bias:d} acc={acc:d}",
-                            *((m2, m2, m1, m2) if bias else (m2, m2, m2)))
-        add(ew._bias_act_kernel, "", m2, m1, m2, code, f)
-        add(ew._act_kernel, "", m2, m2, code, f)
-        for want in (False, True):
-            add(ew.bias_act_backward_kernel(want, dtype), f"bias_grad={want:d}",
-                m2, m2, m2, m1 if want else m2, code, f, flag, flag, flag)
-        add(ew._reparam_forward_kernel, "", m2, m2, m2, m2)
-        add(ew._reparam_backward_kernel, "", m2, m2, m2, m2, m2)
-        add(ew._reparam_grad_logvar_kernel, "", m2, m2, m2, m2)
-        add(ew.kl_rows_kernel(dtype), "", m2, m2, m1)
-        add(ew._kl_backward_kernel, "", m2, m2, m1, f, m2, m2)
-        add(ew._bce_kernel, "", m2, m2, m2)
-        add(ew.bce_sum_kernel(dtype), "", m2, m2, m1, flag, flag)
-        add(ew.bce_row_sums_kernel(dtype), "", m2, m2, m1)
-        for mode, grad in ((ew._GRAD_SCALE, m2), (ew._GRAD_FULL, m2), (ew._GRAD_ROWS, m1)):
-            add(ew.bce_backward_kernel(mode), f"grad_mode={mode}", m2, m2, grad, f, m2)
-        add(ew._adam_kernel, "", m1, m1, m1, m1, f, f, f, f, f, f, f, f, f, flag)
-        add(ew._adam_rows_kernel, "", m2, m2, m2, m2, f, f, f, f, f, f, f, f, f, flag)
-        add(red._fill_kernel, "", m1, f)
-        add(red.column_sum_kernel(dtype), "", m2, m1, flag, flag)
-        add(red.total_sum_kernel(dtype), "", m1, m1, flag, flag)
+        for module in (cuda_matmul, cuda_elementwise, cuda_reduce):
+            for kernel, flags, argtypes in module.ptx_variants(dtype):
+                out.append(Variant(kernel_name(kernel), flags, dtype.name, kernel, tuple(argtypes)))
     return out
 
 

@@ -223,3 +223,15 @@ def total_sum(x, out, *, accumulate: bool = False, stream=0):
     launch(total_sum_kernel(np.dtype(d_out.dtype)), blocks, THREADS_1D, stream, d_x, d_out, single, bool(accumulate))
     stage.finish()
     return out
+
+
+def ptx_variants(dtype: np.dtype) -> list[tuple[object, str, tuple]]:
+    """Every kernel this module launches, for ``dtype`` and C-contiguous arrays (the
+    provider's layout): (kernel, flags, argument types) rows, the registry that
+    ``kernels/cuda_ptx.py`` compiles to PTX without a GPU."""
+    f = numba.from_dtype(dtype)
+    m1, m2 = f[::1], f[:, ::1]
+    flag = numba.boolean
+    return [(_fill_kernel, "", (m1, f)),
+            (column_sum_kernel(dtype), "", (m2, m1, flag, flag)),
+            (total_sum_kernel(dtype), "", (m1, m1, flag, flag))]

@@ -40,7 +40,7 @@ def display_name(op: str) -> str:
 
 
 def _nodes(root: Tensor) -> list[Node]:
-    """Every tensor reachable through ``_parents``, each after its inputs."""
+    """Every tensor reachable through ``parents``, each after its inputs."""
     order: list[Tensor] = []
     seen: set[int] = set()
     stack: list[tuple[Tensor, bool]] = [(root, False)]
@@ -53,11 +53,11 @@ def _nodes(root: Tensor) -> list[Node]:
             continue
         seen.add(id(t))
         stack.append((t, True))
-        stack.extend((p, False) for p in reversed(t._parents) if id(p) not in seen)
+        stack.extend((p, False) for p in reversed(t.parents) if id(p) not in seen)
     index = {id(t): i for i, t in enumerate(order)}
     nodes = []
     for i, t in enumerate(order):
-        if t._parents or t.op != "input":
+        if t.parents or t.op != "input":
             kind = "stochastic" if t.stochastic else "op"
             label = display_name(t.op)
         elif t.requires_grad:
@@ -66,7 +66,7 @@ def _nodes(root: Tensor) -> list[Node]:
             kind, label = "input", t.name or "input"
         if t is root:
             kind = "stochastic" if t.stochastic else "output"
-        nodes.append(Node(i, label, kind, t.shape, [index[id(p)] for p in t._parents]))
+        nodes.append(Node(i, label, kind, t.shape, [index[id(p)] for p in t.parents]))
     return nodes
 
 

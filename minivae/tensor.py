@@ -8,7 +8,8 @@ output to the gradients of the inputs (the vector-Jacobian products).
 ``loss.backward()`` walks the graph in reverse topological order, calls each
 node's ``_backward`` once with the sum of all gradients that reached it, sums
 broadcast axes back to each input's shape, and adds the result into the
-``.grad`` of leaf tensors. The ops themselves live in :mod:`minivae.ops`.
+``.grad`` of leaf tensors. The ops themselves live in :mod:`minivae.ops`, which
+also gives this class its operators (``install_tensor_operators``).
 """
 
 from __future__ import annotations
@@ -190,6 +191,12 @@ class Tensor:
     def is_leaf(self) -> bool:
         return self._backward is None and not self._freed
 
+    @property
+    def parents(self) -> tuple["Tensor", ...]:
+        """The tensors this one was computed from, in the op's argument order (read-only;
+        empty for a leaf, for a result made under ``no_grad()``, and after the graph is freed)."""
+        return self._parents
+
     def numpy(self):
         """The values as a NumPy array (a copy for GPU tensors)."""
         return backend.to_numpy(self.data)
@@ -297,62 +304,8 @@ class Tensor:
                     node._parents = ()
                     node._freed = True
 
-    # -- operators (defined in ops.py, with their derivatives) -------------------
-    def __add__(self, other): return ops.add(self, other)
-    def __radd__(self, other): return ops.add(other, self)
-    def __sub__(self, other): return ops.sub(self, other)
-    def __rsub__(self, other): return ops.sub(other, self)
-    def __mul__(self, other): return ops.mul(self, other)
-    def __rmul__(self, other): return ops.mul(other, self)
-    def __truediv__(self, other): return ops.div(self, other)
-    def __rtruediv__(self, other): return ops.div(other, self)
-    def __pow__(self, exponent): return ops.power(self, exponent)
-    def __rpow__(self, base): return ops.power(base, self)
-    def __matmul__(self, other): return ops.matmul(self, other)
-    def __rmatmul__(self, other): return ops.matmul(other, self)
-    def __neg__(self): return ops.neg(self)
-    def __abs__(self): return ops.abs(self)
-    # Comparisons give boolean masks (no gradient). == and != keep Python's identity
-    # meaning so tensors can sit in lists, sets and dicts (`p in params`); use mv.eq / mv.ne.
-    def __lt__(self, other): return ops.lt(self, other)
-    def __le__(self, other): return ops.le(self, other)
-    def __gt__(self, other): return ops.gt(self, other)
-    def __ge__(self, other): return ops.ge(self, other)
-    def __getitem__(self, key): return ops.getitem(self, key)
-
-    def sum(self, axis=None, keepdims: bool = False) -> "Tensor": return ops.sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims: bool = False) -> "Tensor": return ops.mean(self, axis, keepdims)
-    def reshape(self, *shape) -> "Tensor": return ops.reshape(self, *shape)
-    def transpose(self, *axes) -> "Tensor": return ops.transpose(self, *axes)
-    def astype(self, dtype) -> "Tensor": return ops.astype(self, dtype)
-    def exp(self) -> "Tensor": return ops.exp(self)
-    def log(self) -> "Tensor": return ops.log(self)
-    def sqrt(self) -> "Tensor": return ops.sqrt(self)
-    def abs(self) -> "Tensor": return ops.abs(self)
-    def square(self) -> "Tensor": return ops.square(self)
-    def sign(self) -> "Tensor": return ops.sign(self)
-    def log1p(self) -> "Tensor": return ops.log1p(self)
-    def expm1(self) -> "Tensor": return ops.expm1(self)
-    def sigmoid(self) -> "Tensor": return ops.sigmoid(self)
-    def tanh(self) -> "Tensor": return ops.tanh(self)
-    def relu(self) -> "Tensor": return ops.relu(self)
-    def clip(self, low=None, high=None) -> "Tensor": return ops.clip(self, low, high)
-    def max(self, axis=None, keepdims: bool = False) -> "Tensor": return ops.max(self, axis, keepdims)
-    def min(self, axis=None, keepdims: bool = False) -> "Tensor": return ops.min(self, axis, keepdims)
-    def var(self, axis=None, keepdims: bool = False, correction: int = 1) -> "Tensor": return ops.var(self, axis, keepdims, correction)
-    def std(self, axis=None, keepdims: bool = False, correction: int = 1) -> "Tensor": return ops.std(self, axis, keepdims, correction)
-    def logsumexp(self, axis=-1, keepdims: bool = False) -> "Tensor": return ops.logsumexp(self, axis, keepdims)
-    def softmax(self, axis: int = -1) -> "Tensor": return ops.softmax(self, axis)
-    def log_softmax(self, axis: int = -1) -> "Tensor": return ops.log_softmax(self, axis)
-    def squeeze(self, axis=None) -> "Tensor": return ops.squeeze(self, axis)
-    def unsqueeze(self, axis: int) -> "Tensor": return ops.unsqueeze(self, axis)
-    def flatten(self, start_axis: int = 0, end_axis: int = -1) -> "Tensor": return ops.flatten(self, start_axis, end_axis)
-    def expand(self, *sizes) -> "Tensor": return ops.expand(self, *sizes)
-    def broadcast_to(self, shape) -> "Tensor": return ops.broadcast_to(self, shape)
-
-    @property
-    def T(self) -> "Tensor":
-        return ops.transpose(self)
+    # The operators (x + y, x @ W, x[i], x.sum(), ...) are calls into the ops, given to this
+    # class in one place: minivae.ops.install_tensor_operators(), run by minivae/__init__.py.
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:
@@ -471,5 +424,3 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
         out.data = out.data.copy()
     return out
 
-
-from minivae import ops  # noqa: E402  (ops imports Tensor; the operators above call into it)

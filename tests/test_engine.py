@@ -74,7 +74,7 @@ def test_no_grad_records_nothing():
         y = x * 2
         assert not mv.is_grad_enabled()
     assert mv.is_grad_enabled()
-    assert not y.requires_grad and y._parents == ()
+    assert not y.requires_grad and y.parents == ()
 
 
 def test_detach_cuts_the_graph():
@@ -235,3 +235,28 @@ def test_comparisons_give_boolean_masks_and_equality_stays_identity():
     assert mask.dtype == bool and mask.tolist() == [True, False, True]
     assert (x <= 1.0).tolist() == [True, True, False] and mv.eq(x, 3.0).tolist() == [False, False, True]
     assert x in [x] and x != mv.tensor([1.0, -2.0, 3.0])  # == is identity: tensors can sit in lists and sets
+
+
+def test_parents_is_a_read_only_tuple_of_the_inputs():
+    a = mv.tensor([1.0, 2.0], requires_grad=True)
+    b = mv.tensor([3.0, 4.0], requires_grad=True)
+    y = a * b + a
+    assert isinstance(y.parents, tuple) and y.parents[1] is a and y.parents[0].parents == (a, b)
+    assert a.parents == ()
+    with pytest.raises(AttributeError):
+        y.parents = ()
+    y.sum().backward()  # the graph is freed: no parents left to walk
+    assert y.parents == ()
+
+
+def test_tensor_operators_call_the_ops_and_keep_identity_equality():
+    x = mv.tensor([[1.0, -2.0]], requires_grad=True)
+    assert (x + 1).op == "add" and (1 - x).op == "sub" and (2 ** x).op == "pow" and x.T.shape == (2, 1)
+    assert (x @ x.T).op == "matmul" and (-x).op == "neg" and abs(x).op == "abs" and x[0].op == "getitem"
+    assert x.sum(axis=-1).op == "sum" and x.clip(low=0).op == "clip"
+    np.testing.assert_array_equal(x > 0, [[True, False]])
+    assert (x == x) is True and (x != x) is False and x in [x]  # identity, not a mask
+
+
+def test_array_module_names_the_module_of_a_tensor():
+    assert mv.ops.array_module(mv.tensor([1.0])) is np

@@ -54,7 +54,7 @@ def test_sequential_fuses_linear_and_activation_modules():
                         nn.Linear(3, 2, rng=rng))
     x = mv.tensor(RNG.normal(size=(6, 5)), dtype="float32")
     out = seq(x)
-    assert out.op == "linear" and out._parents[0].op == "linear+leaky_relu"
+    assert out.op == "linear" and out.parents[0].op == "linear+leaky_relu"
     w = [p.data for p in seq.parameters()]
     h = np.tanh(x.numpy() @ w[0] + w[1]) @ w[2] + w[3]
     np.testing.assert_allclose(out.numpy(), np.where(h > 0, h, 0.3 * h) @ w[4] + w[5], rtol=1e-5, atol=1e-6)

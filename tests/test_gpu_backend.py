@@ -3,7 +3,7 @@
 ``cuda.simulate_on_host()`` sends NumPy arrays through the GPU provider, whose
 kernels run on Numba's CUDA simulator (tests/conftest.py sets NUMBA_ENABLE_CUDASIM=1).
 That covers everything the GPU path does except CuPy itself: the provider's shape
-handling and output allocation, the CUDA kernels, and their wiring into ops.py,
+handling and output allocation, the CUDA kernels, and their wiring into minivae/ops/,
 distributions.py and optim.py. The CuPy-specific parts (allocation with cupy.empty,
 CuPy's stream, device-array views) are covered by tests/test_gpu_real.py on a GPU.
 
@@ -109,7 +109,7 @@ LAUNCH_BUDGET = 37
 
 
 def _recorded_step(batch: int, run: bool):
-    from kernels import cuda_launch
+    from minivae.kernels import cuda_launch
 
     model = build_model("vae", 6, 2, 4, mv.random.Generator(0)).astype("float32")
     opt = mv.optim.Adam(model.parameters(), lr=0.05)

@@ -89,6 +89,38 @@ def test_the_kernel_set_is_chosen_in_one_place():
         providers.set_kernels("vendor")
 
 
+def test_the_kernel_set_is_per_thread():
+    """use_kernels in one thread never changes the kernel set another thread sees."""
+    import threading
+
+    x = np.zeros((2, 2))
+    inside, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def worker():
+        with providers.use_kernels("reference"):
+            seen["worker"] = (providers.get_kernels(), providers.provider_for(x))
+            inside.set()
+            release.wait(30)
+        seen["worker after"] = providers.get_kernels()
+
+    with providers.use_kernels("custom"):
+        thread = threading.Thread(target=worker)
+        thread.start()
+        assert inside.wait(30)
+        # the worker is inside its block: this thread still has its own choice
+        seen["main"] = (providers.get_kernels(), providers.provider_for(x))
+        release.set()
+        thread.join(30)
+        assert providers.get_kernels() == "custom"
+    assert seen["worker"] == ("reference", REF)
+    assert seen["main"] == ("custom", cpu.PROVIDER)
+    assert seen["worker after"] == providers.get_kernels()  # its block restored the thread's start value
+    with pytest.raises(ValueError, match="set_kernels: unknown kernel set 'vendor'"):
+        with providers.use_kernels("vendor"):
+            pass
+
+
 # ----------------------------------------------------------------------- method by method
 
 LAYOUTS = {  # name -> (shape, transposed?)

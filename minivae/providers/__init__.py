@@ -12,7 +12,8 @@ kernel set                on the CPU (NumPy arrays)                          on 
 ========================  ================================================  ==============
 
 The choice starts as the environment variable ``MINIVAE_KERNELS`` and changes with
-:func:`set_kernels` or, for a block, :func:`use_kernels`. :func:`use_provider`
+:func:`set_kernels` or, for a block, :func:`use_kernels`, in the current thread (a
+context variable: other threads keep their own choice). :func:`use_provider`
 makes one provider object serve every array for a block (how the tests drive the
 CUDA kernels on Numba's simulator with NumPy arrays, and how a reader can plug in
 a provider of their own).
@@ -31,36 +32,44 @@ from minivae.providers.reference import PROVIDER as REFERENCE
 
 KERNEL_SETS = ("auto", "custom", "reference")
 
-_kernel_set: str = os.environ.get("MINIVAE_KERNELS", "auto").strip().lower() or "auto"
-# A provider forced for a block by use_provider(); per context, like no_grad().
+# The kernel set and a provider forced by use_provider() are both per context (thread /
+# asyncio task), like no_grad(): a use_kernels() block in one thread leaves the others
+# alone. A new thread starts from MINIVAE_KERNELS, not from its parent's choice.
+_kernel_set: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "minivae_kernel_set", default=os.environ.get("MINIVAE_KERNELS", "auto").strip().lower() or "auto")
 _forced: contextvars.ContextVar[Any] = contextvars.ContextVar("minivae_forced_provider", default=None)
 
 
-def set_kernels(name: str) -> None:
-    """Choose the kernel set: ``"auto"`` (default), ``"custom"`` (ours) or ``"reference"``."""
-    global _kernel_set
+def _checked(name: str, where: str) -> str:
     key = str(name).strip().lower()
     if key not in KERNEL_SETS:
-        raise ValueError(f"set_kernels: unknown kernel set {name!r}; expected one of {KERNEL_SETS}")
-    _kernel_set = key
+        raise ValueError(f"{where}: unknown kernel set {name!r}; expected one of {KERNEL_SETS}")
+    return key
+
+
+def set_kernels(name: str) -> None:
+    """Choose the kernel set for the current thread (context): ``"auto"`` (default),
+    ``"custom"`` (ours) or ``"reference"``."""
+    _kernel_set.set(_checked(name, "set_kernels"))
 
 
 def get_kernels() -> str:
     """The current kernel set."""
-    if _kernel_set not in KERNEL_SETS:
-        raise ValueError(f"MINIVAE_KERNELS={_kernel_set!r} is not a kernel set; expected one of {KERNEL_SETS}")
-    return _kernel_set
+    current = _kernel_set.get()
+    if current not in KERNEL_SETS:
+        raise ValueError(f"MINIVAE_KERNELS={current!r} is not a kernel set; expected one of {KERNEL_SETS}")
+    return current
 
 
 @contextlib.contextmanager
 def use_kernels(name: str) -> Iterator[None]:
-    """Run a block with another kernel set, restoring the previous one afterwards."""
-    previous = get_kernels()
-    set_kernels(name)
+    """Run a block with another kernel set, restoring the previous one afterwards
+    (in this thread only: other threads keep theirs)."""
+    token = _kernel_set.set(_checked(name, "set_kernels"))
     try:
         yield
     finally:
-        set_kernels(previous)
+        _kernel_set.reset(token)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,96 @@
+"""Every differentiable op: its forward value and its vector-Jacobian product, side by side.
+
+Read each op as a row of a table. For y = f(x) and an upstream gradient
+g = dL/dy, the op's ``backward(g)`` returns dL/dx = g · ∂y/∂x for each input
+(None for inputs that do not need one). The docstring states the derivative and
+cites its equation in ``derivations/``.
+
+The ops are grouped by what they do, one module each, every one readable in a sitting:
+
+====================  ==================================================================
+module                holds
+====================  ==================================================================
+``operands``          lifting operands to tensors, ``array_module(t)``, reduction axes
+``arithmetic``        ``+ - * /``, ``neg``, ``power``, ``matmul``
+``linear``            the dense layer x @ W + b, optionally fused with its activation
+``reductions``        ``sum``, ``mean``, ``max``, ``min``, ``var``, ``std``, ``logsumexp``,
+                      ``log_softmax``, ``softmax``
+``shape``             ``reshape``, ``transpose``, ``squeeze``, ``unsqueeze``, ``flatten``,
+                      ``broadcast_to``, ``expand``, indexing, ``concat``, ``stack``, ``astype``
+``elementwise``       ``exp``, ``log``, ``sqrt``, ``sin``, ``erf``, ``clip``, ``gelu``, ...
+``activations``       ``relu``, ``leaky_relu``, ``sigmoid``, ``tanh``, ``softplus`` (provider kernels)
+``compare``           comparisons (boolean masks), ``where``, ``maximum``, ``minimum``
+``bce``               ``bce_with_logits``, ``bce_with_logits_sum``
+``labels``            ``one_hot``
+====================  ==================================================================
+
+Every public name is re-exported here, so ``mv.ops.relu`` and ``mv.relu`` are the
+same function. Conventions: gradients may come back in the broadcast output shape
+(``Tensor.backward`` sums them down); arrays are reached through ``array_module`` so
+the same code runs on NumPy and CuPy; Python scalars and raw arrays are constants in
+the dtype of the tensor they meet, and two float dtypes never mix silently.
+"""
+
+from __future__ import annotations
+
+from minivae.ops.activations import leaky_relu, relu, sigmoid, softplus, tanh
+from minivae.ops.arithmetic import add, div, matmul, mul, neg, power, sub
+from minivae.ops.bce import bce_with_logits, bce_with_logits_sum
+from minivae.ops.compare import eq, ge, gt, le, lt, maximum, minimum, ne, where
+from minivae.ops.elementwise import (
+    abs, clip, cos, elu, erf, exp, expm1, gelu, log, log1p, logsigmoid, sign, silu, sin, sqrt, square,
+)
+from minivae.ops.labels import one_hot
+from minivae.ops.linear import linear
+from minivae.ops.operands import array_module, as_tensor, binary_operands
+from minivae.ops.reductions import log_softmax, logsumexp, max, mean, min, softmax, std, sum, var
+from minivae.ops.shape import (
+    astype, broadcast_to, concat, expand, flatten, getitem, reshape, squeeze, stack, transpose, unsqueeze,
+)
+from minivae.tensor import Tensor
+
+# Helpers for modules that build their own ops (distributions, losses, a course's exercises).
+HELPERS = ("array_module", "as_tensor", "binary_operands")
+
+
+def install_tensor_operators() -> None:
+    """Give :class:`~minivae.tensor.Tensor` its operators and methods, each a call into an op.
+
+    Done here, once (``minivae/__init__.py`` calls it), because ``tensor.py`` sits below
+    the ops: an op needs ``Tensor``, and ``x + y`` needs the op. ``==`` and ``!=`` are
+    left out on purpose: they keep Python's identity meaning, so tensors can sit in
+    lists, sets and dicts (``p in params``); use ``mv.eq`` / ``mv.ne`` for masks.
+    ``<``, ``<=``, ``>``, ``>=`` give boolean masks (no gradient).
+    """
+    methods = {
+        "__add__": add, "__radd__": lambda self, other: add(other, self),
+        "__sub__": sub, "__rsub__": lambda self, other: sub(other, self),
+        "__mul__": mul, "__rmul__": lambda self, other: mul(other, self),
+        "__truediv__": div, "__rtruediv__": lambda self, other: div(other, self),
+        "__pow__": power, "__rpow__": lambda self, base: power(base, self),
+        "__matmul__": matmul, "__rmatmul__": lambda self, other: matmul(other, self),
+        "__neg__": neg, "__abs__": abs,
+        "__lt__": lt, "__le__": le, "__gt__": gt, "__ge__": ge,
+        "__getitem__": getitem,
+        # methods: x.sum(axis) is ops.sum(x, axis), and so on
+        "sum": sum, "mean": mean, "reshape": reshape, "transpose": transpose, "astype": astype,
+        "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "square": square, "sign": sign, "log1p": log1p,
+        "expm1": expm1, "sigmoid": sigmoid, "tanh": tanh, "relu": relu, "clip": clip, "max": max, "min": min,
+        "var": var, "std": std, "logsumexp": logsumexp, "softmax": softmax, "log_softmax": log_softmax,
+        "squeeze": squeeze, "unsqueeze": unsqueeze, "flatten": flatten, "expand": expand,
+        "broadcast_to": broadcast_to,
+        "T": property(lambda self: transpose(self), doc="x with its axes reversed (ops.transpose)."),
+    }
+    for name, fn in methods.items():
+        setattr(Tensor, name, fn)
+
+
+__all__ = [
+    "abs", "add", "astype", "bce_with_logits", "bce_with_logits_sum", "broadcast_to", "clip", "concat", "cos",
+    "div", "elu", "eq", "erf", "exp", "expand", "expm1", "flatten", "ge", "gelu", "getitem", "gt", "le",
+    "leaky_relu", "linear", "log", "log1p", "log_softmax", "logsigmoid", "logsumexp", "lt", "matmul", "max",
+    "maximum", "mean", "min", "minimum", "mul", "ne", "neg", "one_hot", "power", "relu", "reshape", "sigmoid",
+    "sign", "silu", "sin", "softmax", "softplus", "sqrt", "square", "squeeze", "stack", "std", "sub", "sum",
+    "tanh", "transpose", "unsqueeze", "var", "where",
+    *HELPERS, "install_tensor_operators",
+]
