@@ -291,8 +291,13 @@ def _load(command: str, args: argparse.Namespace):
     from minivae.nn import StateDictError
     from minivae.providers.backend import BackendError
     from minivae.training.data import DataError
+    from minivae.training.runfolder import training_in_progress
     from minivae.training.trainer import CheckpointError, load_run
 
+    if training_in_progress(args.run_dir):
+        print(f"minivae {command}: error: {args.run_dir}: a training run is still writing this folder (it holds "
+              "the folder's lock); wait for it to end, then try again", file=sys.stderr)
+        return None
     try:
         _set_backend(args.backend)
         return load_run(args.run_dir, data_dir=args.data_dir, download=args.download)
@@ -634,3 +639,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", choices=sorted(MODELS), help="which model")
     p.add_argument("--seed", type=non_negative_int, default=0, help=seed_help)
     p.set_defaults(func=cmd_gradcheck)
+
+
+# Shared with the other command modules (minivae.cli.explore), so a run is loaded, and its
+# errors and flags read, exactly as for eval.
+load_run_or_report = _load
+report_error = _error
+add_backend_flag = _add_backend
+add_data_source_flags = _add_data_source
