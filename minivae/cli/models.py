@@ -291,12 +291,13 @@ def _load(command: str, args: argparse.Namespace):
     from minivae.nn import StateDictError
     from minivae.providers.backend import BackendError
     from minivae.training.data import DataError
-    from minivae.training.runfolder import training_in_progress
+    from minivae.training.runfolder import folder_in_use
     from minivae.training.trainer import CheckpointError, load_run
 
-    if training_in_progress(args.run_dir):
-        print(f"minivae {command}: error: {args.run_dir}: a training run is still writing this folder (it holds "
-              "the folder's lock); wait for it to end, then try again", file=sys.stderr)
+    if folder_in_use(args.run_dir):
+        print(f"minivae {command}: error: {args.run_dir}: another minivae process is using this folder (a "
+              "training still writing it, or an eval or sample writing into it: it holds the folder's lock); wait for "
+              "it to end, then try again", file=sys.stderr)
         return None
     try:
         _set_backend(args.backend)
