@@ -83,3 +83,8 @@ def test_notebook_executes_top_to_bottom(path: Path, monkeypatch):
     except TimeoutError:
         pytest.fail(f"{path.name} did not finish within {NOTEBOOK_TIMEOUT_S} s")
     assert _images(nb) > 0, f"{path.name} ran but showed no figure inline"
+    if any("Trainer(" in c.source for c in nb.cells if c.cell_type == "code"):
+        # tqdm.auto: in a kernel the trainer's bar is one ipywidgets progress bar, not text blocks on stderr
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+        assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), path.name
+        assert not any(o.output_type == "stream" and o.name == "stderr" and "step/s" in o.text for o in outputs)
