@@ -442,7 +442,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         label = args.label
     # Never the training's samples.png: a name of its own, refused if it exists (unless --overwrite).
     name = f"samples-n{args.n}-seed{args.seed}" + (f"-label{label}" if label is not None else "") + ".png"
-    if args.out and not Path(args.out).is_dir() and Path(args.out).suffix.lower().lstrip(".") not in ("png", "pdf", "svg"):
+    suffix = Path(args.out).suffix.lower().lstrip(".") if args.out else "png"
+    if suffix not in ("png", "pdf", "svg") and not Path(args.out).is_dir():
         return _error("sample", f"--out {args.out}: a picture is written as .png, .pdf or .svg (by the suffix); "
                                 f"got {Path(args.out).suffix or 'no suffix'}")
     checked = _output("sample", args, Path(args.run_dir) / name, replaceable=False)

@@ -59,7 +59,7 @@ from minivae.training.config import (  # noqa: F401
 from minivae.training.data import (
     DataError, Dataset, batches, binarize, binarize_dataset, load_dataset, save_binarized,
 )
-from minivae.training.memory import check_fits, training_bytes
+from minivae.training.memory import MemoryEstimateError, check_fits, loading_bytes, training_bytes
 from minivae.training.runfolder import (  # noqa: F401
     RUN_OUTPUTS, RunFolder, RunFolderError, atomic_write_bytes, atomic_write_json, atomic_write_text,
 )
@@ -200,7 +200,8 @@ class Trainer:
     use it in a ``with`` block). ``resume=True`` continues from
     ``out_dir/checkpoint.npz`` and is an error when there is none; without it, a
     folder that holds a run is an error unless ``overwrite=True``, which first
-    removes the old run's files. ``threads`` caps BLAS threads while fitting.
+    removes the files the run's manifest lists (and nothing else; a non-empty folder
+    without a manifest is refused). ``threads`` caps BLAS threads while fitting.
 
     **Your own model.** ``Trainer(config, out_dir, model=my_model)`` trains any object
     with this small protocol (the built-in models follow it too), with the same run
@@ -227,6 +228,9 @@ class Trainer:
     after the last one. By default that is every epoch for runs of up to 50 epochs
     and about 50 times in longer ones: each save rewrites the whole history, so
     saving after every one of hundreds of short epochs would cost more than training.
+    They are also saved after ``checkpoint_seconds`` of training since the last save
+    and when :meth:`request_stop` is called, at the next step boundary, even inside
+    an epoch (the checkpoint then records the position in it).
     """
 
     def __init__(
@@ -286,11 +290,17 @@ class Trainer:
         if self.custom_model is not None:
             self.model = self.custom_model
         else:
-            samples = config.k if "k" in config.model_kwargs(1) else 1
+            options = config.model_kwargs(self.steps_per_epoch)
+            samples = config.k if "k" in options else 1
+            flags = {"k": "--k", "positions": "--positions", "codebook_size": "--codebook-size",
+                     "made_hidden": "--made-hidden"}
             check_fits(
-                training_bytes(self.train_set.dim, config.latent, config.hidden, config.batch_size, samples),
-                f"{config.model} with --latent {config.latent} --hidden {' '.join(map(str, config.hidden))}"
-                + (f" --k {config.k}" if samples > 1 else ""),
+                training_bytes(self.train_set.dim, config.latent, config.hidden, config.batch_size, samples,
+                               model=config.model, options=options, num_classes=self.train_set.num_classes),
+                f"{config.model} with --latent {config.latent} --hidden {' '.join(map(str, config.hidden))} "
+                f"--batch-size {config.batch_size}"
+                + "".join(f" {flag} {' '.join(map(str, v)) if isinstance(v, tuple) else v}"
+                          for name, flag in flags.items() if (v := options.get(name)) is not None),
             )
             self.model = build_model(
                 config.model, self.train_set.dim, config.latent, config.hidden, init_rng,
@@ -579,6 +589,13 @@ def load_run(
         )
     train_set, _ = load_data(config)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    try:  # a saved config may ask for anything (an edited checkpoint): check before allocating
+        check_fits(loading_bytes(config.model, train_set.dim, config.latent, config.hidden,
+                                 config.model_kwargs(steps_per_epoch), train_set.num_classes),
+                   f"{path}: the saved model ({config.model}, --latent {config.latent}, --hidden "
+                   f"{' '.join(map(str, config.hidden))})")
+    except MemoryEstimateError as err:
+        raise CheckpointError(str(err)) from None
     model = build_model(
         config.model, train_set.dim, config.latent, config.hidden, Generator(0),
         num_classes=train_set.num_classes, **config.model_kwargs(steps_per_epoch),
