@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 import minivae as mv
-from minivae.labs import discrete as D
+from minivae.stochastic import discrete as D
 from minivae.training.data import load_digits
-from minivae.labs.estimators import (
+from minivae.labs.estimators import optimal_control_variate
+from minivae.stochastic import (
     LearnedBaseline,
     MovingAverageBaseline,
     leave_one_out_baseline,
-    optimal_control_variate,
     score_function_surrogate,
     zero_with_gradient_of,
 )

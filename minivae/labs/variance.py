@@ -37,18 +37,11 @@ import numpy as np
 
 from minivae import ops
 from minivae.distributions import Normal
-from minivae.labs.estimators import (
-    LearnedBaseline,
-    MovingAverageBaseline,
-    gaussian_log_prob,
-    gaussian_score,
-    leave_one_out_baseline,
-    optimal_control_variate,
-    score_function_surrogate,
-)
+from minivae.labs.estimators import gaussian_log_prob, gaussian_score, optimal_control_variate
 from minivae.nn import Linear, Module, ReLU, Sequential
 from minivae.optim import Adam
 from minivae.random import Generator
+from minivae.stochastic import LearnedBaseline, MovingAverageBaseline, leave_one_out_baseline, score_function_surrogate
 from minivae.tensor import Tensor, no_grad
 
 FUNCTIONS = ("quadratic", "sin", "net", "bernoulli")

@@ -32,15 +32,18 @@ from typing import Any, Sequence
 import numpy as np
 
 from minivae import losses, ops
-from minivae.labs.discrete import (
+from minivae.stochastic import (
+    LearnedBaseline,
+    MovingAverageBaseline,
     bernoulli_kl_uniform,
     bernoulli_kl_uniform_per_dim,
     bernoulli_log_prob,
     relaxed_bernoulli,
     sample_bernoulli,
+    score_function_surrogate,
     straight_through_bernoulli,
+    zero_with_gradient_of,
 )
-from minivae.labs.estimators import LearnedBaseline, MovingAverageBaseline, score_function_surrogate, zero_with_gradient_of
 from minivae.nn import Linear, Module, Parameter, ReLU, Sequential
 from minivae.random import Generator
 from minivae.tensor import Tensor, no_grad
