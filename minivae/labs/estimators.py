@@ -56,6 +56,9 @@ def gaussian_log_prob(z: Any, mu: Tensor, sigma: Tensor) -> Tensor:
     """ln N(z; mu, diag σ²) = Σ_d [-ln σ_d - (z_d - mu_d)²/(2σ_d²)] - (D/2) ln 2π, over the last axis.
 
     Parameterised by σ itself (not log σ²) so the lab can report ∂/∂σ directly.
+    A deliberate second form of ``Normal(mu, 2 ln σ).log_prob(z)`` (its home, via losses.gaussian_nll);
+    tests/test_estimators.py pins the two together.
+    Derivation: derivations/01_losses_as_likelihoods.md, Eq. 1.1.
     """
     diff = z - mu
     terms = ops.log(sigma) + 0.5 * diff * diff / (sigma * sigma)

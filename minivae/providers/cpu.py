@@ -2,8 +2,9 @@
 
 It inherits every method of :class:`~minivae.providers.reference.ReferenceProvider`
 and overrides only where it saves time on a training step, without restating a
-formula in NumPy (the per-element math of its compiled loops lives in
-``kernels/formulas.py``). It is faster because it
+formula in NumPy: its NumPy passes call the reference's functions with an ``out``
+buffer (``exp_neg_abs``, ``log1p_of``, ``relu``), and the per-element math of its
+compiled loops lives in ``kernels/formulas.py``. It is faster because it
 
 * works in place on arrays that only the caller holds (a fresh matrix product gets
   its bias and its ReLU added in place: ``activation(..., inplace=True)``),
@@ -29,7 +30,7 @@ import numpy as np
 
 import kernels.cpu as kc
 from minivae.providers.arena import ARENA
-from minivae.providers.reference import ReferenceProvider
+from minivae.providers.reference import ReferenceProvider, exp_neg_abs, log1p_of, relu
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
@@ -42,12 +43,8 @@ def _contiguous(a: np.ndarray) -> np.ndarray:
 
 
 def _exp_neg_abs(x: np.ndarray) -> np.ndarray:
-    """e^-|x| in one new buffer (three in-place ufunc passes, no temporaries)."""
-    e = ARENA.empty(x.shape, x.dtype)
-    np.abs(x, out=e)
-    np.negative(e, out=e)
-    np.exp(e, out=e)
-    return e
+    """e^-|x| (the reference's formula) in one buffer from the arena, no temporaries."""
+    return exp_neg_abs(np, x, out=ARENA.empty(x.shape, x.dtype))
 
 
 class CpuProvider(ReferenceProvider):
@@ -71,7 +68,7 @@ class CpuProvider(ReferenceProvider):
     def activation(self, name, x, slope, *, inplace=False):
         if name == "relu" and x.ndim and x.flags.c_contiguous:
             # in place on a dense layer's fresh product; else into an arena buffer
-            return np.maximum(x, 0, out=x if inplace else ARENA.empty(x.shape, x.dtype))
+            return relu(np, x, out=x if inplace else ARENA.empty(x.shape, x.dtype))
         return super().activation(name, x, slope)
 
     @staticmethod
@@ -104,7 +101,7 @@ class CpuProvider(ReferenceProvider):
         logits, target = _contiguous(logits), _contiguous(target)
         e = _exp_neg_abs(logits)
         values = ARENA.empty(e.shape, e.dtype)
-        np.log1p(e, out=values)  # (into a buffer: for a 0-d e, np.log1p(e) would be a new scalar)
+        log1p_of(np, e, out=values)  # (into a buffer: for a 0-d e, np.log1p(e) would be a new scalar)
         kc.bce_logits_combine(_rows(logits), _rows(target), _rows(values))
         return values, e
 
@@ -122,7 +119,7 @@ class CpuProvider(ReferenceProvider):
         for start in range(0, l2.shape[0], block):
             stop = min(start + block, l2.shape[0])
             values = scratch[: stop - start]
-            np.log1p(e2[start:stop], out=values)
+            log1p_of(np, e2[start:stop], out=values)
             kc.bce_logits_combine(l2[start:stop], t2[start:stop], values)
             values.sum(axis=-1, out=sums[start:stop])
         return sums.reshape(logits.shape[:-1]), e
