@@ -86,8 +86,8 @@ def masked_linear(x: Tensor, weight: Tensor, mask: Any, bias: Tensor | None = No
     Differentiated: x, W, b. Not differentiated: the mask (a constant of the
     architecture). W̄ is masked too, so a weight the mask removes gets gradient 0.
     ``x`` may have leading batch axes (..., in).
-    Derivation: derivations/02_backprop_dense.md (the dense layer's VJPs; the mask is a
-    constant factor of each weight, so it multiplies W̄ elementwise).
+    Derivation: derivations/02_backprop_dense.md, Eq. 2.1 (the dense layer's VJPs; the mask is
+    a constant factor of each weight, so it multiplies W̄ elementwise).
     """
     if not isinstance(weight, Tensor):
         raise TypeError(f"masked_linear: the weight must be a minivae Tensor, got {type(weight).__name__}")

@@ -123,6 +123,7 @@ class MovingAverageBaseline:
     Because b is computed from EARLIER batches only, it is independent of the
     current samples and the estimator stays unbiased. The first update sets b to
     the batch mean (no warm-up bias towards 0).
+    Derivation: none (a number, not a node; why it keeps the mean: derivations/07_score_function.md, Eq. 7.5).
     """
 
     def __init__(self, decay: float = 0.9) -> None:
@@ -156,6 +157,7 @@ class LearnedBaseline(Module):
     estimator unbiased; the closer it tracks E_q[f | x], the smaller the variance.
     Its regression loss is :meth:`loss`; add it with :func:`zero_with_gradient_of`
     (or step it with its own optimizer).
+    Derivation: none (a small network built from ops; why b may depend on x: derivations/07_score_function.md, Eq. 7.5).
     """
 
     def __init__(self, input_dim: int, hidden: int = 32, *, rng: Generator, dtype: Any = "float32") -> None:
