@@ -13,7 +13,7 @@ already installed and no registry is reachable: ``pip install --no-deps -e .`` o
 ``PYTHONPATH=. python benchmarks/gpu.py`` (this script also puts the checkout on its
 path). Without a GPU it stops at once with exit status 2 and says what is missing. Sections:
 
-1. ``gemm``: SGEMM GFLOP/s of our tiled kernel (``kernels.cuda.matmul``) against cuBLAS
+1. ``gemm``: SGEMM GFLOP/s of our tiled kernel (``minivae.kernels.cuda.matmul``) against cuBLAS
    (through ``cupy.matmul``), FP32 with TF32 switched off, at 4096^3 and at the three
    products of each dense layer of the 784-400-20 VAE at batch 128 / 1024 / 4096:
    forward ``A @ B``, weight gradient ``A.T @ B``, input gradient ``A @ B.T``.
@@ -35,7 +35,7 @@ median over ``--rounds`` rounds of back-to-back calls (each round about 50 ms of
 
 ``--host-side`` needs no GPU: it times the Python side of each provider call and of a
 whole training step at batch 128 with every launch recorded but not made
-(``kernels.cuda_launch.recording(run=False)``), on NumPy arrays: our wrappers and the
+(``minivae.kernels.cuda_launch.recording(run=False)``), on NumPy arrays: our wrappers and the
 provider, without numba-cuda's own dispatch (about 6-7 us plus 3-4 us per array
 argument on a real GPU, by numba-cuda's account) and without CuPy's allocations.
 
@@ -302,7 +302,7 @@ def gemm_cases(plan: dict) -> list[dict[str, Any]]:
 
 
 def bench_gemm(ctx: "Context") -> list[dict[str, Any]]:
-    from kernels import cuda as kc
+    from minivae.kernels import cuda as kc
 
     xp, results = ctx.xp, []
     for case in gemm_cases(ctx.plan):
@@ -350,7 +350,7 @@ def elementwise_cases(ctx: "Context", rows: int, cols: int) -> list[dict[str, An
     """Each fused kernel (in the order of ELEMENTWISE), the CuPy op chain minivae's reference
     code runs for it, and the bytes it must move at least (every input read once, every
     output written once)."""
-    from kernels import cuda as kc
+    from minivae.kernels import cuda as kc
 
     xp, s, item = ctx.xp, ctx.stream, 4  # float32
     n = rows * cols
@@ -619,8 +619,8 @@ def host_us_per_call(ctx: "Context", fn: Callable[[int], Any], repeats: int) -> 
 
 
 def bench_launch(ctx: "Context", use_torch: bool) -> dict[str, Any]:
-    import kernels
-    from kernels import cuda as kc
+    import minivae.kernels
+    from minivae.kernels import cuda as kc
 
     xp, n = ctx.xp, ctx.plan["launch_repeats"]
     shape = tuple(ctx.plan["launch_shape"])
@@ -629,7 +629,7 @@ def bench_launch(ctx: "Context", use_torch: bool) -> dict[str, Any]:
     fresh = [pool[i].reshape(shape) for i in range(n)]  # distinct array objects: no cached numba view
     provider = ctx.provider
     result = {
-        "empty_numba_kernel_us": kernels.launch_overhead_probe(n) * 1e6,
+        "empty_numba_kernel_us": minivae.kernels.launch_overhead_probe(n) * 1e6,
         "our_kernel_cached_views_us": host_us_per_call(
             ctx, lambda i: kc.bias_act_forward(x, None, out, "relu", stream=ctx.stream), n),
         "our_kernel_fresh_views_us": host_us_per_call(
@@ -673,7 +673,7 @@ def bench_host_side(batch: int = 128, repeats: int = 100, rounds: int = 7, quiet
     import numpy as np
 
     import minivae as mv
-    from kernels.cuda_launch import recording
+    from minivae.kernels.cuda_launch import recording
     from minivae.models import build_model
     from minivae.providers import cuda as accel_cuda, use_provider
 

@@ -2,7 +2,7 @@
 
 Topic ``NN_name`` is the Markdown file ``NN_name.md`` (the derivation, in numbered
 steps) and the module ``dNN_name.py`` whose ``run()`` evaluates both sides of every
-numbered equation and returns a :class:`~derivations.table.Table`.
+numbered equation and returns a :class:`~minivae.derivations.table.Table`.
 """
 
 from __future__ import annotations
@@ -44,6 +44,12 @@ def resolve(name: str) -> list[str]:
 
 def load(topic: str) -> ModuleType:
     return importlib.import_module(topics()[topic])
+
+
+def text(topic: str) -> str:
+    """The derivation itself: the Markdown that docstrings cite as ``derivations/NN_name.md``
+    (installed with the package, so ``minivae derive NN --show`` prints it anywhere)."""
+    return (HERE / f"{topic}.md").read_text(encoding="utf-8")
 
 
 def run(topic: str, plot_dir: str | None = None) -> Table:

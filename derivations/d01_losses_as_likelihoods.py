@@ -7,7 +7,7 @@
 * Eq 1.5  BCE from logits: softplus(l) - l x = max(l, 0) - l x + log(1 + e^-|l|), finite for any l
 * Eq 1.6  its gradient is sigmoid(l) - x (engine backward and finite differences, also at |l| = 1000)
 
-Run it: ``python -m derivations.d01_losses_as_likelihoods`` (or ``minivae derive 01_losses_as_likelihoods``).
+Run it: ``python -m minivae.derivations.d01_losses_as_likelihoods`` (or ``minivae derive 01_losses_as_likelihoods``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from scipy import special, stats
 
 import minivae as mv
-from derivations.table import Table, main
+from .table import Table, main
 
 TITLE = "Topic 1: reconstruction losses as negative log-likelihoods"
 

@@ -12,7 +12,7 @@ with the engine's backward and with central finite differences.
 * Eq 2.5  softplus: dx = g * sigmoid(x)
 * Eq 2.6  chaining: a two-layer network X -> tanh(X W1 + b1) -> (.) W2 + b2, backward by hand
 
-Run it: ``python -m derivations.d02_backprop_dense`` (or ``minivae derive 02_backprop_dense``).
+Run it: ``python -m minivae.derivations.d02_backprop_dense`` (or ``minivae derive 02_backprop_dense``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 from scipy import special
 
 import minivae as mv
-from derivations.table import Table, central_difference, main
+from .table import Table, central_difference, main
 
 TITLE = "Topic 2: backprop through a dense layer and activations (VJPs by hand)"
 

@@ -14,7 +14,7 @@ can also be checked against its Monte Carlo estimate (what a VAE actually comput
 * Eq 3.4  closed-form ELBO vs Monte Carlo
 * Eq 3.5  ELBO <= log p(x), with equality when q is the exact posterior
 
-Run it: ``python -m derivations.d03_elbo_decomposition`` (or ``minivae derive 03_elbo_decomposition``).
+Run it: ``python -m minivae.derivations.d03_elbo_decomposition`` (or ``minivae derive 03_elbo_decomposition``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from derivations.table import Table, main
+from .table import Table, main
 
 TITLE = "Topic 3: the ELBO decomposition log p(x) = ELBO + KL(q || p(z|x))"
 

@@ -10,7 +10,7 @@ the ELBO; the amount lost is exactly KL(q || p(z|x)).
                                                         a logistic model with no closed form: quad)
 * Eq 4.4  the gap is zero iff w is constant, i.e. q = p(z|x)
 
-Run it: ``python -m derivations.d04_jensen_elbo`` (or ``minivae derive 04_jensen_elbo``).
+Run it: ``python -m minivae.derivations.d04_jensen_elbo`` (or ``minivae derive 04_jensen_elbo``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 from scipy import integrate, special, stats
 
-from derivations import d03_elbo_decomposition as lg
-from derivations.table import Table, main
+from . import d03_elbo_decomposition as lg
+from .table import Table, main
 
 TITLE = "Topic 4: the ELBO from Jensen's inequality; Jensen gap = KL(q || p(z|x))"
 

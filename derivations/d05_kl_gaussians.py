@@ -11,7 +11,7 @@ this module checks each form against an honest numerical value:
 * Eq 5.6  KL is not symmetric (a worked 1-D example)
 * Eq 5.7  the engine's ``kl_normal_standard`` and ``Normal.kl`` give Eq 5.1 / 5.2
 
-Run it: ``python -m derivations.d05_kl_gaussians`` (or ``minivae derive 05_kl_gaussians``).
+Run it: ``python -m minivae.derivations.d05_kl_gaussians`` (or ``minivae derive 05_kl_gaussians``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 from scipy import integrate, stats
 
 import minivae as mv
-from derivations.table import Table, main
+from .table import Table, main
 
 TITLE = "Topic 5: KL divergence between Gaussians"
 

@@ -14,7 +14,7 @@ The gradients are computed by the engine's backward, per sample, over fixed seed
 Each is compared with the closed form within 5 standard errors of its Monte Carlo mean.
 The closed forms themselves are checked against quadrature and finite differences.
 
-Run it: ``python -m derivations.d06_reparameterization`` (or ``minivae derive 06_reparameterization``).
+Run it: ``python -m minivae.derivations.d06_reparameterization`` (or ``minivae derive 06_reparameterization``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 from scipy import integrate, stats
 
 import minivae as mv
-from derivations.table import Table, main
+from .table import Table, main
 
 TITLE = "Topic 6: the reparameterization trick vs closed-form gradients"
 

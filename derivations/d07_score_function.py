@@ -12,7 +12,7 @@ usually far noisier than the reparameterized estimator of topic 6.
 * Eq 7.5  a baseline b keeps the estimate unbiased and lowers its variance
 * Eq 7.6  f = ||z||^2 in D dimensions, mu = 0: Var_score = sigma^2 (D+2)(D+4), Var_reparam = 4 sigma^2
 
-Run it: ``python -m derivations.d07_score_function`` (or ``minivae derive 07_score_function``);
+Run it: ``python -m minivae.derivations.d07_score_function`` (or ``minivae derive 07_score_function``);
 ``--plot DIR`` also draws the variance against the dimension D.
 """
 
@@ -25,8 +25,8 @@ import numpy as np
 from scipy import integrate, stats
 
 import minivae as mv
-from derivations import d06_reparameterization as rp
-from derivations.table import Table, main
+from . import d06_reparameterization as rp
+from .table import Table, main
 
 TITLE = "Topic 7: the score-function (likelihood-ratio) gradient and its variance"
 

@@ -10,7 +10,7 @@ have no closed form for k > 1, so they are estimated by Monte Carlo with many
 independent replicates; every Monte Carlo row states its tolerance as a number
 of standard errors.
 
-Run it: ``python -m derivations.d08_iwae_bound`` (or ``minivae derive 08_iwae_bound``).
+Run it: ``python -m minivae.derivations.d08_iwae_bound`` (or ``minivae derive 08_iwae_bound``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from scipy import integrate
 from scipy.special import logsumexp
 
-from derivations.table import Table, main
+from .table import Table, main
 
 TITLE = "8. Importance sampling and the IWAE bound (linear-Gaussian model)"
 

@@ -4,7 +4,7 @@ Discrete cases are exact sums. Continuous entropies are closed forms checked
 against ``scipy.integrate.quad`` of -p log p (an honest numerical reference),
 and a Monte Carlo estimate -E[log p(x)] where quadrature gets awkward (d = 5).
 
-Run it: ``python -m derivations.d09_entropy`` (or ``minivae derive 09_entropy``).
+Run it: ``python -m minivae.derivations.d09_entropy`` (or ``minivae derive 09_entropy``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from scipy import integrate, stats
 
-from derivations.table import Table, main
+from .table import Table, main
 
 TITLE = "9. Entropy: coins, dice, Gaussians and the maximum-entropy property"
 

@@ -10,7 +10,7 @@ is evaluated for the Gaussian family q(z | x) = N(a x, v): in closed form, by
 Monte Carlo (tolerance in standard errors), and against 2-D quadrature of the
 definition of I.
 
-Run it: ``python -m derivations.d10_mutual_information`` (or ``minivae derive 10_mutual_information``).
+Run it: ``python -m minivae.derivations.d10_mutual_information`` (or ``minivae derive 10_mutual_information``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import numpy as np
 from scipy import integrate, optimize, stats
 
-from derivations.table import Table, main
+from .table import Table, main
 
 TITLE = "10. Mutual information and its variational lower bound (bivariate Gaussian)"
 

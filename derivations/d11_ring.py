@@ -7,7 +7,7 @@ variables. The checks compare samples of f(z) with those formulas: a
 Kolmogorov-Smirnov distance against its DKW confidence bound, a histogram
 against bin probabilities, and moments against their closed forms.
 
-Run it: ``python -m derivations.d11_ring`` (or ``minivae derive 11_ring``);
+Run it: ``python -m minivae.derivations.d11_ring`` (or ``minivae derive 11_ring``);
 ``--plot DIR`` writes the histogram with the density.
 """
 
@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from scipy import integrate, stats
 
-from derivations.table import Table, main
+from .table import Table, main
 
 TITLE = "11. A ring from a Gaussian: f(z) = z/10 + z/||z||"
 

@@ -11,7 +11,7 @@ vectors, and the decoder's directions span that subspace.
 Here the autoencoder is trained with minivae's own autograd (float64, full-batch
 gradient descent) and compared with the SVD through principal angles.
 
-Run it: ``python -m derivations.d12_linear_ae_pca`` (or ``minivae derive 12_linear_ae_pca``).
+Run it: ``python -m minivae.derivations.d12_linear_ae_pca`` (or ``minivae derive 12_linear_ae_pca``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 import numpy as np
 from scipy.linalg import subspace_angles
 
-from derivations.table import Table, main
+from .table import Table, main
 
 TITLE = "12. Linear autoencoder = PCA subspace (Eckart-Young), trained with minivae"
 

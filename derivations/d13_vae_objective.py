@@ -15,7 +15,7 @@ weighted differently, and the optimal encoder variance moves.
 The loss values and gradients are computed with minivae (float64, fixed noise);
 the references are scipy's Gaussian log-density and the lecture's matrix form of the KL.
 
-Run it: ``python -m derivations.d13_vae_objective`` (or ``minivae derive 13_vae_objective``).
+Run it: ``python -m minivae.derivations.d13_vae_objective`` (or ``minivae derive 13_vae_objective``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sys
 import numpy as np
 from scipy import optimize, stats
 
-from derivations.table import Table, main
+from .table import Table, main
 
 TITLE = "13. The course's VAE loss vs the Gaussian-decoder ELBO: constants and the s^2 = 1/2 factor"
 

@@ -13,7 +13,7 @@
 * Eq 14.6  a step of size 1/(2 n_k) on it, and the EMA recursion, both land on the centroid (k-means)
 * Eq 14.7  the encoder's total gradient: grad f(q(z)) + 2 beta (z - e_k)
 
-Run it: ``python -m derivations.d14_straight_through`` (or ``minivae derive 14``);
+Run it: ``python -m minivae.derivations.d14_straight_through`` (or ``minivae derive 14``);
 ``--plot DIR`` draws the 1-D staircase and the three gradients.
 """
 
@@ -25,7 +25,7 @@ import sys
 import numpy as np
 
 import minivae as mv
-from derivations.table import Table, main
+from .table import Table, main
 from minivae.models.vqvae import nearest_code, stop_gradient, straight_through
 
 TITLE = "Topic 14: the straight-through estimator (VQ-VAE)"

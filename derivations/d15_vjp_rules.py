@@ -15,7 +15,7 @@ dL/df = g exactly and the hand VJP, the engine and the differences must all give
 * Eq 15.43-15.45 matmul: 2-D, with vectors, batched with broadcast batch axes
 * Eq 15.46-15.47 cross_entropy and nll_loss from integer labels
 
-Run it: ``python -m derivations.d15_vjp_rules`` (or ``minivae derive 15``).
+Run it: ``python -m minivae.derivations.d15_vjp_rules`` (or ``minivae derive 15``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 from scipy import special
 
 import minivae as mv
-from derivations.table import Table, central_difference, main
+from .table import Table, central_difference, main
 
 TITLE = "Topic 15: the VJP rules of the engine's ops, by hand"
 

@@ -46,7 +46,7 @@ same elementwise functions for NumPy arrays (no ``stream``), plus ``column_sum``
 ``total_sum`` and ``bce_logits_sum`` returning Python floats where the GPU writes a
 1-element array; matrix products on the CPU stay with NumPy.
 
-For low host overhead on a GPU, ``import kernels`` sets
+For low host overhead on a GPU, ``import minivae.kernels`` sets
 ``NUMBA_CUDA_ARRAY_INTERFACE_SYNC=0`` and ``CUPY_CUDA_ARRAY_INTERFACE_SYNC=0`` (unless
 already set; see ``kernels.cuda_settings``): import it before CuPy. Pass CuPy's stream
 as ``stream=cupy.cuda.get_current_stream()`` (or
@@ -71,7 +71,7 @@ __all__ = ["ACTIVATIONS", "activation_code", "cpu", "cuda", "formulas", "launch_
 
 def __getattr__(name: str):
     """``kernels.cuda`` (all CUDA entry points) is imported on first use, so that a
-    numba without a working CUDA target never breaks ``import kernels``."""
+    numba without a working CUDA target never breaks ``import minivae.kernels``."""
     if name == "cuda":
         module = importlib.import_module(".cuda", __name__)
         globals()["cuda"] = module
@@ -80,4 +80,4 @@ def __getattr__(name: str):
         from .cuda_launch import launch_overhead_probe
 
         return launch_overhead_probe
-    raise AttributeError(f"module 'kernels' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -116,7 +116,7 @@ def recording(run: bool = True) -> Iterator[list[Launch]]:
     """
     global _recorder, _recorder_runs
     if _recorder is not None:
-        raise RuntimeError("kernels.cuda_launch.recording() is already active")
+        raise RuntimeError("minivae.kernels.cuda_launch.recording() is already active")
     _recorder, _recorder_runs = [], run
     try:
         yield _recorder

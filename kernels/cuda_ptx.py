@@ -19,7 +19,7 @@ Needs numba-cuda with NVVM and libdevice, i.e. the toolkit wheels of
 ``pip install "numba-cuda[cu12]"`` or ``[cu13]`` (both in minivae's extras), and no
 GPU: numba-cuda asks the current device for the compute capability of device
 functions, so while compiling, this module answers for a device of capability ``cc``.
-Run it as ``python -m kernels.cuda_ptx [--cc 8.6] [--json FILE]`` for a table
+Run it as ``python -m minivae.kernels.cuda_ptx [--cc 8.6] [--json FILE]`` for a table
 (``NUMBA_ENABLE_CUDASIM`` must not be set); tests/kernels/test_cuda_compile.py runs it
 in CI.
 """

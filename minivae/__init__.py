@@ -10,8 +10,48 @@ pass in :mod:`minivae.ops`), checked (:func:`gradcheck`) and fast.
     array([2., 4.], dtype=float32)
 """
 
-from minivae.providers import backend
-from minivae import ops
+import importlib.abc
+import importlib.util
+import sys
+from pathlib import Path
+
+
+class _SourceCheckoutFinder(importlib.abc.MetaPathFinder):
+    """Finds ``minivae.kernels`` and ``minivae.derivations`` in a source checkout.
+
+    The repository keeps ``kernels/`` and ``derivations/`` at its top level, and the
+    installed distribution maps them to ``minivae.kernels`` and ``minivae.derivations``
+    (``package-dir`` in pyproject.toml), so that no generic top-level name is installed.
+    A source checkout (``PYTHONPATH=.`` or ``python -m pytest`` from the repository root)
+    has no ``minivae/kernels/`` folder: this finder, asked last, serves those two names
+    from the repository's folders. Installed copies never reach it.
+    """
+
+    FOLDERS = {f"{__name__}.kernels": "kernels", f"{__name__}.derivations": "derivations"}
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def find_spec(self, fullname, path=None, target=None):
+        folder = self.FOLDERS.get(fullname)
+        if folder is None:
+            return None
+        init = self.root / folder / "__init__.py"
+        return importlib.util.spec_from_file_location(fullname, init, submodule_search_locations=[str(init.parent)])
+
+
+def _serve_the_checkout_folders() -> None:
+    here = Path(__file__).resolve().parent
+    if (here / "kernels").is_dir() or not (here.parent / "kernels" / "__init__.py").is_file():
+        return  # an installed package (the folders are inside it) or no checkout beside it
+    if not any(isinstance(f, _SourceCheckoutFinder) for f in sys.meta_path):
+        sys.meta_path.append(_SourceCheckoutFinder(here.parent))
+
+
+_serve_the_checkout_folders()  # before the engine imports minivae.kernels
+
+from minivae.providers import backend  # noqa: E402
+from minivae import ops  # noqa: E402
 
 ops.install_tensor_operators()  # x + y, x @ W, x.sum(), ...: the one place Tensor gets its operators
 

@@ -7,8 +7,8 @@ from types import ModuleType
 
 
 def load(name: str) -> ModuleType:
-    """The check module ``derivations.<name>`` (e.g. ``d05_kl_gaussians``)."""
-    return importlib.import_module(f"derivations.{name}")
+    """The check module ``minivae.derivations.<name>`` (e.g. ``d05_kl_gaussians``)."""
+    return importlib.import_module(f"minivae.derivations.{name}")
 
 
 def failed_rows(table) -> list[str]:

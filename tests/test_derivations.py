@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-import derivations
+from minivae import derivations
 from minivae.cli import main
 
 TOPICS = list(derivations.topics())
@@ -61,3 +61,10 @@ def test_derive_exits_nonzero_on_a_failing_table(monkeypatch, capsys):
 def test_derive_unknown_topic_is_an_error(capsys):
     assert main(["derive", "no_such_topic"]) == 2
     assert "choose from" in capsys.readouterr().err
+
+
+def test_derive_show_prints_the_derivation_text(capsys):
+    """A pip-installed user reads what the docstrings cite (`derivations/05_kl_gaussians.md, Eq. 5.1`)."""
+    assert main(["derive", "05", "--show"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# 5. The KL divergence") and "Eq. 5.1" in out and "PASS" not in out

@@ -109,7 +109,7 @@ LAUNCH_BUDGET = 37
 
 
 def _recorded_step(batch: int, run: bool):
-    from kernels import cuda_launch
+    from minivae.kernels import cuda_launch
 
     model = build_model("vae", 6, 2, 4, mv.random.Generator(0)).astype("float32")
     opt = mv.optim.Adam(model.parameters(), lr=0.05)

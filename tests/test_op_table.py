@@ -280,6 +280,9 @@ for lo, hi in [(-1.0, 1.0), (None, 0.5), (-0.5, None)]:
     row(f"clip({lo}, {hi})", lambda x, lo=lo, hi=hi: mv.clip(x, lo, hi), lambda x, lo=lo, hi=hi: np.clip(x, lo, hi),
         _t(lambda x, lo=lo, hi=hi: torch.clamp(x, lo, hi)),
         unary_cases(kink=bounds + [3.0, -3.0], kink_grad=[0.0] * len(bounds) + [float(hi is None), float(lo is None)]))
+    # At a bound our gradient is 0 (README, Conventions); PyTorch's clamp passes it through
+    # at the bound in recent versions (2.13), so its column is compared off the bounds only.
+    ROWS[-1].cases[-1].torch = False
 
 # binary elementwise
 row("add", lambda a, b: a + b, np.add, _t(torch.add if torch else None), binary_cases(), nargs=2)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import minivae as mv
-from derivations.table import central_difference
+from minivae.derivations.table import central_difference
 from minivae.cli.models import gradcheck_model
 from minivae.models import build_model
 from minivae.models.vqvae import (

@@ -4,7 +4,8 @@ The derivations are not part of the ``minivae`` package: they are found through 
 entry-point group ``minivae.derivations`` (declared in pyproject.toml and installed
 with the package), so the command line never imports a top-level folder by name.
 A provider is a module with ``topics()``, ``resolve(name)``, ``load(topic)`` and
-``run(topic, plot_dir=None)`` (see ``derivations/__init__.py``).
+``run(topic, plot_dir=None)``, and optionally ``text(topic)`` for ``--show`` (see
+``derivations/__init__.py``, installed as ``minivae.derivations``).
 """
 
 from __future__ import annotations
@@ -53,12 +54,24 @@ def register(subparsers) -> None:
     )
     p.add_argument("name", nargs="?", help="topic name or number (e.g. 05 or 05_kl_gaussians), or 'all'")
     p.add_argument("--plot", metavar="DIR", help="also write the topic's figures (PNG) into DIR")
+    p.add_argument("--show", action="store_true",
+                   help="print the derivation's text (the Markdown the docstrings cite) instead of checking it")
     p.set_defaults(func=_derive)
 
 
 def _error(message: object) -> int:
     print(f"minivae derive: error: {message}", file=sys.stderr)
     return 2
+
+
+def _show(names: list[str], owners: dict[str, ModuleType]) -> int:
+    """Print each topic's derivation text, in reading order."""
+    for topic in names:
+        text = getattr(owners[topic], "text", None)
+        if text is None:
+            return _error(f"--show: the provider of {topic!r} ({owners[topic].__name__}) has no text(topic)")
+        print(text(topic).rstrip("\n") + "\n")
+    return 0
 
 
 def _derive(args: argparse.Namespace) -> int:
@@ -80,6 +93,8 @@ def _derive(args: argparse.Namespace) -> int:
             problems.append(err.args[0])
     if not names:
         return _error(problems[0] if problems else f"no topic {args.name!r}")
+    if args.show:
+        return _show(names, owners)
     if args.plot:
         from minivae.training.runfolder import RunFolderError, writable_folder
 

@@ -34,7 +34,7 @@ class BackendError(RuntimeError):
 
 # Environment for a low-overhead GPU path, set (unless the user chose otherwise) just
 # before CuPy is first imported; CuPy reads its variable once, at import. numba-cuda
-# reads its own when it loads, which ``import kernels`` arranges to happen after they
+# reads its own when it loads, which ``import minivae.kernels`` arranges to happen after they
 # are set (kernels/cuda_settings.py, the same three values; a test keeps them equal).
 # Why each one (see kernels/cuda_launch.py):
 #   *_CUDA_ARRAY_INTERFACE_SYNC=0: no stream synchronisation each time one library

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import kernels.cpu as kc
+import minivae.kernels.cpu as kc
 from minivae.providers.arena import ARENA
 from minivae.providers.reference import ReferenceProvider, exp_neg_abs, log1p_of, relu
 

@@ -23,7 +23,7 @@ host side of a launch matters as much as the kernel):
   synchronisation, none done.
 * **No host round trips.** No method reads a device value back; scalars (learning
   rate, slope) go in as Python numbers, converted to the array's dtype on the host.
-* **No implicit syncs, no per-launch wrappers.** ``import kernels`` sets the interop
+* **No implicit syncs, no per-launch wrappers.** ``import minivae.kernels`` sets the interop
   variables before numba's CUDA target loads (``kernels/cuda_settings.py``), and
   numba-cuda >= 0.24 takes CuPy arrays as they are at launch.
 * **Few launches.** One kernel per method call; outputs that several blocks add into
@@ -53,8 +53,8 @@ from minivae.providers.reference import PROVIDER as REFERENCE, ReferenceProvider
 
 # kernels.cuda never imports minivae; importing it needs numba's CUDA target (or the
 # simulator), which is why this module is imported only when a GPU array shows up.
-from kernels import cuda as kc
-from kernels.cuda_reduce import ROWS_PER_BLOCK
+from minivae.kernels import cuda as kc
+from minivae.kernels.cuda_reduce import ROWS_PER_BLOCK
 
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

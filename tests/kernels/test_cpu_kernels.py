@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from kernel_reference import adam_step, bce_with_logits, tolerance
 
-from kernels import cpu, formulas
+from minivae.kernels import cpu, formulas
 
 SHAPES = [(1, 1), (1, 7), (3, 5), (37, 33)]
 

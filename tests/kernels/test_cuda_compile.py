@@ -11,7 +11,7 @@ NUMBA_ENABLE_CUDASIM (tests/conftest.py sets that for everything else), and chec
   the counter itself works);
 * no variant spills registers or keeps an array in local memory, and no variant's
   register count grew past the recorded one (benchmarks/results/cuda_ptx_sm90.json,
-  made with ``python -m kernels.cuda_ptx --json``) by more than a quarter.
+  made with ``python -m minivae.kernels.cuda_ptx --json``) by more than a quarter.
 
 Needs numba-cuda with its CUDA compiler wheels (the test extra brings
 ``numba-cuda[cu13]``); skipped, saying why, when they are missing.
@@ -56,7 +56,7 @@ def compiled(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     out = tmp_path_factory.mktemp("ptx") / "ptx.json"
-    done = subprocess.run([sys.executable, "-m", "kernels.cuda_ptx", "--cc", "9.0", "--workers", "2", "--json", str(out)],
+    done = subprocess.run([sys.executable, "-m", "minivae.kernels.cuda_ptx", "--cc", "9.0", "--workers", "2", "--json", str(out)],
                           capture_output=True, text=True, env=_real_compiler_env(), cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     print(done.stdout)  # the table, for the log (pytest -s)
@@ -70,7 +70,7 @@ def _key(row) -> tuple[str, str, str]:
 def test_every_kernel_variant_compiles_for_sm90_in_both_dtypes(compiled):
     import numpy as np
 
-    from kernels import cuda_ptx
+    from minivae.kernels import cuda_ptx
 
     expected = [(v.kernel, v.flags, v.dtype) for v in cuda_ptx.variants()]
     assert [_key(row) for row in compiled] == expected

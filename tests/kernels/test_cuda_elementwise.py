@@ -22,9 +22,9 @@ from kernel_reference import (
 )
 from numba import cuda
 
-from kernels import cpu, formulas
-from kernels import cuda as kc
-from kernels import cuda_elementwise, cuda_launch, cuda_reduce
+from minivae.kernels import cpu, formulas
+from minivae.kernels import cuda as kc
+from minivae.kernels import cuda_elementwise, cuda_launch, cuda_reduce
 
 SHAPES = [(1, 1), (3, 5), (17, 33)]
 

@@ -10,8 +10,8 @@ product); float64 1e-12.
 import numpy as np
 import pytest
 
-from kernels import cuda as kc
-from kernels import cuda_matmul
+from minivae.kernels import cuda as kc
+from minivae.kernels import cuda_matmul
 
 LAYOUTS = [(False, False), (True, False), (False, True), (True, True)]
 SHAPES = [(1, 1, 1), (1, 7, 3), (5, 3, 1), (17, 33, 20), (65, 2, 66)]

@@ -1,7 +1,7 @@
 """The interop settings reach the numba configuration that the launch path reads.
 
 numba-cuda keeps its CUDA settings in its own module (``numba.cuda.core.config``) and
-reads the environment when it loads; ``import kernels`` puts the settings in the
+reads the environment when it loads; ``import minivae.kernels`` puts the settings in the
 environment first and re-reads a configuration that was loaded before it. Each case
 runs in a fresh interpreter (what is imported first is the point), on numba's real
 CUDA target (no simulator; importing it needs no GPU).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kernels import cuda_settings
+from minivae.kernels import cuda_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ PROBE = """
 import json, os, sys
 if sys.argv[1] == "numba-first":
     import numba.cuda  # a script that loaded numba's CUDA target before minivae's kernels
-import kernels
+import minivae.kernels
 from numba.cuda import api
 configs = [api.config]
 try:

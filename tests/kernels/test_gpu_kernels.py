@@ -21,7 +21,7 @@ if config.ENABLE_CUDASIM or os.environ.get("MINIVAE_GPU_TESTS") != "1":
 
 from kernel_reference import activation, activation_derivative, adam_step, bce_with_logits, kl_rows  # noqa: E402
 
-from kernels import cuda as kc  # noqa: E402
+from minivae.kernels import cuda as kc  # noqa: E402
 
 BATCH, IN, OUT = 1024, 784, 400
 
