@@ -215,7 +215,10 @@ def test_sample_out_that_is_a_folder_and_sample_never_replaces_the_training_figu
     assert made.read_bytes()[:4] == b"\x89PNG"
     assert main(["sample", str(target), "--n", "4"]) == 2  # the same file again: refused
     one_line_error(capsys.readouterr().err, "the file exists; pass --overwrite")
-    assert snapshot(target) == {**before, made.name: made.read_bytes()}
+    after = snapshot(target)
+    assert json.loads(after.pop("minivae-run.json"))["files"][-1] == made.name  # the run knows what sample wrote
+    before.pop("minivae-run.json")
+    assert after == {**before, made.name: made.read_bytes()}
 
 
 # =============================================================================
@@ -241,17 +244,18 @@ def test_second_writer_is_refused_and_ctrl_c_keeps_the_checkpoint(tmp_path):
         # A second run into the same folder, even with --overwrite, must not mix its files in.
         second = cli(*argv, "--overwrite")
         assert second.returncode == 2
-        one_line_error(second.stderr, "another minivae process is training in this folder")
+        one_line_error(second.stderr, "another minivae process is using this folder")
         first.send_signal(signal.SIGINT)
         _, err = first.communicate(timeout=60)
     finally:
         first.kill()
     assert first.returncode == 130, err
     assert "Traceback" not in err
-    message = one_line_error(err, "interrupted at epoch", "checkpoint.npz (after epoch", "resume with: minivae train")
+    message = one_line_error(err, "interrupted at epoch", "(SIGINT)", "saved", "checkpoint.npz at step",
+                             "resume with: minivae train")
     assert message.rstrip().endswith("--resume")
-    saved = read_checkpoint(out / "checkpoint.npz")  # intact
-    assert saved.epoch >= 1
+    saved = read_checkpoint(out / "checkpoint.npz")  # intact, and saved at the step where Ctrl-C came
+    assert saved.epoch >= 1 and saved.position is not None and f"in epoch {saved.epoch + 1}" in message
     # The lock died with the process: the same folder is usable at once.
     assert main([*argv[:5], str(saved.epoch + 1), *argv[6:], "--resume"]) == 0
     assert read_checkpoint(out / "checkpoint.npz").epoch == saved.epoch + 1
@@ -259,7 +263,7 @@ def test_second_writer_is_refused_and_ctrl_c_keeps_the_checkpoint(tmp_path):
 
 def test_overwrite_removes_the_old_run_and_resume_needs_a_checkpoint(run, tmp_path, capsys, monkeypatch):
     target = copy_run(run, tmp_path / "run")
-    for name, content in (("class_samples.png", b"old"), ("eval.json", b"{}"), ("my-notes.txt", b"mine")):
+    for name, content in (("my_samples.png", b"old"), ("eval-by-hand.json", b"{}"), ("my-notes.txt", b"mine")):
         (target / name).write_bytes(content)
     before = snapshot(target)
     assert main(["train", "ae", "--epochs", "1", "--out", str(target), *TINY]) == 2
@@ -272,8 +276,10 @@ def test_overwrite_removes_the_old_run_and_resume_needs_a_checkpoint(run, tmp_pa
     one_line_error(capsys.readouterr().err, "not found", "--download")
     assert snapshot(target) == before
     assert main(["train", "ae", "--epochs", "1", "--out", str(target), *TINY, "--overwrite"]) == 0
-    assert sorted(os.listdir(target)) == ["checkpoint.npz", "config.json", "metrics.csv", "metrics.json",
-                                         "my-notes.txt"]
+    assert sorted(os.listdir(target)) == ["checkpoint.npz", "config.json", "eval-by-hand.json", "metrics.csv",
+                                         "metrics.json", "minivae-run.json", "my-notes.txt", "my_samples.png"]
+    assert all(snapshot(target)[name] == before[name] for name in ("eval-by-hand.json", "my-notes.txt",
+                                                                    "my_samples.png"))
 
     missing = tmp_path / "mistyped"
     assert main(["train", "vae", "--epochs", "1", "--out", str(missing), *TINY, "--resume"]) == 2

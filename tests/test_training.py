@@ -80,11 +80,11 @@ def test_resume_refuses_other_settings_and_fresh_runs_refuse_to_overwrite(tmp_pa
         Trainer(small(epochs=2, lr=1e-2), tmp_path, resume=True, progress=False)
     with pytest.raises(RunFolderError, match="already holds a run .*pass --resume to continue it, --overwrite"):
         Trainer(small(epochs=2), tmp_path, progress=False)
-    (tmp_path / "eval.json").write_text("{}")  # written by `minivae eval` for the old run
+    (tmp_path / "eval.json").write_text("{}")  # by hand: not in the run's manifest, so the user's
     (tmp_path / "notes.txt").write_text("mine")  # not a run file: never touched
     Trainer(small(epochs=1, lr=1e-2), tmp_path, overwrite=True, progress=False)  # explicitly allowed
-    # The old run's files are gone, so nothing of it mixes with the new run; the user's file stays.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "notes.txt"]
+    # The old run's files are gone, so nothing of it mixes with the new run; the user's files stay.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "eval.json", "minivae-run.json", "notes.txt"]
     assert json.loads((tmp_path / "config.json").read_text())["lr"] == 1e-2
 
 

@@ -7,8 +7,11 @@ function; this file only assembles them, so ``minivae --help`` lists everything.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 from typing import Sequence
 
 # Each module defines register(subparsers) and imports its heavy dependencies lazily,
@@ -42,11 +45,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     args.argv = argv  # for messages that repeat the command (e.g. how to resume)
     try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        # Ctrl-C: a short line, not a traceback; every file is written atomically, so nothing is half-saved.
-        print(f"\nminivae {args.command}: interrupted", file=sys.stderr)
-        return 130
+        with _signals_interrupt():
+            return int(args.func(args) or 0)
+    except KeyboardInterrupt as err:
+        # Ctrl-C, SIGTERM, SIGHUP: a short line, not a traceback; every file is written atomically,
+        # so nothing is half-saved. Exit 128 + the signal's number, as a shell reports it.
+        signum = getattr(err, "signum", None) or signal.SIGINT
+        print(f"\nminivae {args.command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
+    except OSError as err:
+        # A full disk, a read-only remount, a vanished folder: one line naming the path and the cause.
+        from minivae.training.runfolder import explain
+
+        print(f"minivae {args.command}: error: {err.filename + ': ' if err.filename else ''}{explain(err)}",
+              file=sys.stderr)
+        return 2
+    except MemoryError as err:
+        why = str(err) or "the settings need more than the machine or ulimit -v allows"
+        print(f"minivae {args.command}: error: out of memory ({why}); try smaller settings", file=sys.stderr)
+        return 2
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C's KeyboardInterrupt so that every command stops the same way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGTERM and SIGHUP interrupt a command as Ctrl-C does (by default they end Python silently)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    wanted = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, interrupt) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def _version() -> str:

@@ -104,14 +104,18 @@ def _derive(args: argparse.Namespace) -> int:
             return _error(err)
     from tqdm import tqdm
 
+    from minivae.training.runfolder import staged_folder
+
     failed = []
     # A bar on stderr while several topics run; each table goes to stdout above it as soon as it is done.
     with tqdm(names, desc="derivations", unit="topic", disable=len(names) < 2, dynamic_ncols=True) as bar:
         for topic in bar:
             bar.set_postfix_str(topic, refresh=True)
-            table = owners[topic].run(topic, plot_dir=args.plot)
+            with staged_folder(args.plot) as plot_dir:  # figures written whole or not at all
+                table = owners[topic].run(topic, plot_dir=plot_dir)
             tqdm.write(table.render() + "\n")
             if not table.ok:
                 failed.append(topic)
     print(f"{len(names) - len(failed)} of {len(names)} topics passed" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 #: Normal draws one table may take (--dim x --samples x --seeds): about a minute on one core.
 #: Beyond it the command refuses up front instead of running for minutes without a word.
@@ -68,8 +69,12 @@ def run(args: argparse.Namespace) -> int:
         samples = [2, 4, 16, 64, 256]
         seeds = min(args.seeds, 100)
         print(f"variance sweeps for the figures: D in {dims}, n in {samples}, {seeds} seeds each ...", flush=True)
-        for path in lab.plot_sweeps(args.function, dims, samples, seeds, args.plot, args.dim, args.samples):
-            print(f"wrote {path}")
+        from minivae.training.runfolder import staged_folder
+
+        with staged_folder(args.plot) as stage:  # each figure whole or not at all
+            made = lab.plot_sweeps(args.function, dims, samples, seeds, stage, args.dim, args.samples)
+        for path in made:
+            print(f"wrote {Path(args.plot) / Path(path).name}")
     if args.vae:
         print("\nencoder-gradient variance on a briefly trained Gaussian VAE (digits):")
         for key, value in lab.vae_encoder_gradient_variance().items():

@@ -55,6 +55,13 @@ def cmd_decoders(args: argparse.Namespace) -> int:
         print(f"minivae lab decoders: error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out)
+    from minivae.training.runfolder import RunFolderError, writable_folder
+
+    try:
+        writable_folder(out, "--out")  # before the minutes of training, not after
+    except RunFolderError as err:
+        print(f"minivae lab decoders: error: {err}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     print(f"decoder lab: {len(config.capacities)} decoders + {len(config.remedies)} remedies, {config.epochs} epochs each, "
           f"seed {config.seed} -> {out}/")

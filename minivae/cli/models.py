@@ -8,15 +8,21 @@
     minivae gradcheck vae                          # finite differences vs backward, float64
 
 Every command returns an exit code: 0 success, 1 a failed check or diverged
-training, 2 bad arguments or unusable files (argparse's own convention), 130 when
-interrupted with Ctrl-C. Errors are one line naming the flag or file at fault.
+training (or a disk error once training had started), 2 bad arguments or unusable
+files (argparse's own convention), 128 + the signal's number when stopped by a
+signal: 130 for Ctrl-C (SIGINT), 143 for SIGTERM, 129 for SIGHUP. Training saves
+its state at the next step boundary before it stops. Errors are one line naming
+the flag or file at fault.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -107,6 +113,43 @@ def _set_backend(name: str) -> None:
 # =============================================================================
 
 
+def signal_number(interrupt: BaseException) -> int:
+    """The signal behind a KeyboardInterrupt (SIGINT unless it says otherwise)."""
+    return getattr(interrupt, "signum", None) or signal.SIGINT
+
+
+def os_error(err: OSError) -> str:
+    """An OS error in one line: the path and the cause."""
+    from minivae.training.runfolder import explain
+
+    return f"{err.filename}: {explain(err)}" if err.filename else explain(err)
+
+
+@contextlib.contextmanager
+def save_on_signals(trainer):
+    """While training: SIGINT, SIGTERM and SIGHUP ask the trainer to save and stop at the next step
+    boundary; a second signal stops at once (every file is written atomically, so the last complete
+    checkpoint stays as it was)."""
+    from minivae.training.trainer import TrainingStopped
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer.stop_signal is not None:
+            raise TrainingStopped(signum)
+        trainer.request_stop(signum)
+
+    wanted = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, handler) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
 def _run_training(command: str, config, out: Path, args: argparse.Namespace, *, figures: bool) -> int:
     from minivae.nn import StateDictError
     from minivae.providers.backend import BackendError
@@ -120,31 +163,44 @@ def _run_training(command: str, config, out: Path, args: argparse.Namespace, *, 
     started = time.perf_counter()
     with single_threaded_blas():
         try:
-            trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite, progress=not quiet)
+            trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite, progress=not quiet,
+                              checkpoint_seconds=60 * args.checkpoint_minutes)
         except (BackendError, CheckpointError, StateDictError, DataError, RunFolderError, MemoryEstimateError,
                 ValueError) as err:
             return _error(command, err)
+        except OSError as err:
+            return _error(command, os_error(err))
         with trainer:
             if trainer.epoch >= config.epochs:
                 print(f"{out}: already trained for {trainer.epoch} epochs (--epochs {config.epochs}); nothing to do")
             try:
                 every = max(1, config.epochs // 20)  # about 20 lines, whatever the number of epochs
-                trainer.fit(on_epoch_end=None if quiet else lambda row: _print_epoch(row, every, config.epochs))
+                with save_on_signals(trainer):
+                    trainer.fit(on_epoch_end=None if quiet else lambda row: _print_epoch(row, every, config.epochs))
             except TrainingDiverged as err:
                 print(f"minivae {command}: {err}", file=sys.stderr)
                 return 1
-            except KeyboardInterrupt:
-                again = (f"resume with: {_rerun_command(args, '--resume')}" if trainer.saved_epoch
+            except KeyboardInterrupt as stop:
+                again = (f"resume with: {_rerun_command(args, '--resume')}" if trainer.has_checkpoint
                          else f"start again with: {_rerun_command(args, '--overwrite')}")
-                print(f"\nminivae {command}: interrupted at epoch {trainer.epoch + 1}; {trainer.kept()}; {again}",
+                name = signal.Signals(signal_number(stop)).name
+                print(f"\nminivae {command}: interrupted at epoch {trainer.epoch + 1} ({name}); {trainer.kept()}; "
+                      f"{again}", file=sys.stderr)
+                return 128 + signal_number(stop)
+            except OSError as err:  # a full disk, a read-only remount: the last complete checkpoint is untouched
+                print(f"minivae {command}: error: cannot write {os_error(err)}; training stopped; {trainer.kept()}",
                       file=sys.stderr)
-                return 130
+                return 1
             # The checkpoint and metrics are on disk: what follows is optional and may fail without loss.
             report = _optional(command, "the latent diagnostics", lambda: trainer.finish(progress=not quiet))
             paths = []
             if figures:
+                from minivae.training.figures import FIGURE_NAMES
+
+                trainer.folder.record(*FIGURE_NAMES)  # before writing: --overwrite must know them even if killed
                 paths = _optional(command, "the figures", lambda: write_figures(
                     trainer.model, trainer.train_set, trainer.test_set, trainer.history, out, config.seed)) or []
+                trainer.folder.prune()  # the figures this model has not
     seconds = time.perf_counter() - started
     last = trainer.history[-1]["test"] if trainer.history else {}
     units = "squared error" if config.likelihood == "mse" else "nats"
@@ -158,12 +214,10 @@ def _run_training(command: str, config, out: Path, args: argparse.Namespace, *, 
         print(format_report(report))
     if hasattr(trainer.model, "codebook_report") and trainer.history:  # VQ-VAE: codes used, dead, perplexity
         from minivae.models.vqvae import format_codebook_report
-        from minivae.training.runfolder import atomic_write_json
 
         codebook = trainer.model.codebook_report(trainer.test_set.x)
         print(format_codebook_report(codebook))
-        atomic_write_json(out / "codebook.json", {"split": "test", **codebook})
-        paths = [*paths, out / "codebook.json"]
+        paths = [*paths, trainer.folder.write_json("codebook.json", {"split": "test", **codebook})]
     print(f"wrote to {out}/: config.json, metrics.json, metrics.csv, checkpoint.npz"
           + "".join(f", {p.name}" for p in paths))
     return 0
@@ -248,17 +302,31 @@ def _load(command: str, args: argparse.Namespace):
 
 
 def _output(command: str, args: argparse.Namespace, default: Path, replaceable: bool):
-    """The checked output path (``args.out`` or ``default``), or None after printing a one-line error.
+    """(checked output path, the run folder's lock or None), or None after printing a one-line error.
 
     Checked before any work: a long evaluation must not end in 'cannot write'.
-    ``replaceable``: the default file is this command's own and may be replaced.
+    ``replaceable``: the default file is this command's own and may be replaced, if the
+    run's manifest lists it (minivae wrote it; otherwise it is the user's).
+    A file written into the run folder takes the folder's lock (one writer at a time)
+    and is listed in the run's manifest before it is written.
     """
-    from minivae.training.runfolder import RunFolderError, writable_file
+    from minivae.training.runfolder import RunFolder, RunFolderError, read_manifest, writable_file
 
     out = Path(args.out) if args.out else default
+    folder = None
     try:
-        return writable_file(out, "--out", overwrite=args.overwrite or (replaceable and not args.out))
+        in_run = out.parent.resolve() == Path(args.run_dir).resolve()
+        listed = read_manifest(out.parent, "RUN_DIR") if in_run else None
+        replaceable = replaceable and not args.out and out.name in (listed or [])
+        checked = writable_file(out, "--out", overwrite=args.overwrite or replaceable)
+        if in_run:
+            folder = RunFolder(args.run_dir, flag="RUN_DIR")
+            if listed is not None:  # a run of an older minivae has no manifest
+                folder.record(out.name)
+        return checked, folder
     except RunFolderError as err:
+        if folder is not None:
+            folder.release()
         hint = "" if args.out or "choose another" in str(err) else " (pass --out FILE to write elsewhere)"
         print(f"minivae {command}: error: {err}{hint}", file=sys.stderr)
         return None
@@ -282,19 +350,29 @@ def _log_likelihoods(model, test, k: int, chunk: int, seed: int, conditional: bo
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    loaded = _load("eval", args)
+    if loaded is None:
+        return 2
+    config, model, ckpt = loaded
+    checked = _output("eval", args, Path(args.run_dir) / "eval.json", replaceable=True)
+    if checked is None:
+        return 2
+    out, folder = checked
+    try:
+        return _eval(args, config, model, ckpt, out)
+    finally:
+        if folder is not None:
+            folder.prune()  # eval.json listed but not written (interrupted): not this run's any more
+            folder.release()
+
+
+def _eval(args: argparse.Namespace, config, model, ckpt, out: Path) -> int:
     from minivae.random import Generator
     from minivae.training.memory import MemoryEstimateError, check_fits
     from minivae.training.runfolder import atomic_write_json
     from minivae.training.data import log_likelihood_refusal
     from minivae.training.trainer import evaluate, load_data
 
-    loaded = _load("eval", args)
-    if loaded is None:
-        return 2
-    config, model, ckpt = loaded
-    out = _output("eval", args, Path(args.run_dir) / "eval.json", replaceable=True)
-    if out is None:
-        return 2
     conditional = getattr(model, "conditional", False)
     _, test = load_data(config)
     if hasattr(model, "log_weights"):
@@ -343,11 +421,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from minivae.random import Generator
-    from minivae.training.figures import plot_samples
-    from minivae.training.memory import MemoryEstimateError, check_fits
-    from minivae.training.trainer import load_data
-
     loaded = _load("sample", args)
     if loaded is None:
         return 2
@@ -363,9 +436,27 @@ def cmd_sample(args: argparse.Namespace) -> int:
         label = args.label
     # Never the training's samples.png: a name of its own, refused if it exists (unless --overwrite).
     name = f"samples-n{args.n}-seed{args.seed}" + (f"-label{label}" if label is not None else "") + ".png"
-    out = _output("sample", args, Path(args.run_dir) / name, replaceable=False)
-    if out is None:
+    if args.out and not Path(args.out).is_dir() and Path(args.out).suffix.lower().lstrip(".") not in ("png", "pdf", "svg"):
+        return _error("sample", f"--out {args.out}: a picture is written as .png, .pdf or .svg (by the suffix); "
+                                f"got {Path(args.out).suffix or 'no suffix'}")
+    checked = _output("sample", args, Path(args.run_dir) / name, replaceable=False)
+    if checked is None:
         return 2
+    out, folder = checked
+    try:
+        return _sample(args, model, config, label, out)
+    finally:
+        if folder is not None:
+            folder.prune()
+            folder.release()
+
+
+def _sample(args: argparse.Namespace, model, config, label: int | None, out: Path) -> int:
+    from minivae.random import Generator
+    from minivae.training.figures import plot_samples
+    from minivae.training.memory import MemoryEstimateError, check_fits
+    from minivae.training.trainer import load_data
+
     train, _ = load_data(config)
     try:  # the n decoded samples, their latent codes and the picture of them, a few copies each
         check_fits(16 * args.n * (train.dim + getattr(model, "latent", 0) + 4), f"--n {args.n}")
@@ -441,6 +532,12 @@ def _likelihood_help() -> str:
             + (f"; none to choose for {', '.join(none)}" if none else ""))
 
 
+def _add_checkpoint_minutes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint-minutes", type=positive_float, default=5.0,
+                   help="also save a checkpoint after this much training time, even inside an epoch "
+                        "(besides the end of epochs, and on Ctrl-C, SIGTERM or SIGHUP)")
+
+
 def _add_data_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None,
                    help="folder with the MNIST / Fashion-MNIST IDX files (default: the run's own setting)")
@@ -462,6 +559,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the demo run in --out after its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (its files are removed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    _add_checkpoint_minutes(p)
     _add_backend(p)
     p.set_defaults(func=cmd_demo)
 
@@ -503,6 +601,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_data_source(p)
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    _add_checkpoint_minutes(p)
     _add_backend(p)
     p.set_defaults(func=cmd_train)
 
@@ -521,7 +620,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("sample", help="draw samples from a trained model into a PNG", **HELP)
     p.add_argument("run_dir", help="the run folder (holds checkpoint.npz)")
     p.add_argument("--n", type=positive_int, default=64, help="number of samples")
-    p.add_argument("--out", default=None, help="PNG file (default RUN_DIR/samples-nN-seedS.png)")
+    p.add_argument("--out", default=None,
+                   help="picture file, .png, .pdf or .svg by its suffix (default RUN_DIR/samples-nN-seedS.png)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--label", type=int, default=None, help="class to generate (cvae)")
     p.add_argument("--seed", type=non_negative_int, default=0, help=seed_help)

@@ -7,6 +7,9 @@ Inside the archive (a zip file of ``.npy`` arrays):
     rng              the training generator's state (JSON)
     epoch            the last finished epoch
     config           the run's settings (JSON); history: the per-epoch metrics (JSON)
+    position         only in a checkpoint saved inside an epoch (on a signal, or by time):
+                     the batches of the next epoch already taken, the generator's state when
+                     that epoch began (to redraw its order) and the running sums (JSON)
     format           "minivae-checkpoint-1"
 
 Strings are stored as 0-d unicode arrays, so reading never needs pickle: the
@@ -53,6 +56,7 @@ class Checkpoint:
     epoch: int
     config: dict[str, Any]
     history: list[dict[str, Any]]
+    position: dict[str, Any] | None = None  # inside epoch ``epoch + 1``; None at an epoch's end
 
 
 def save_checkpoint(
@@ -63,8 +67,12 @@ def save_checkpoint(
     epoch: int,
     config: dict[str, Any],
     history: list[dict[str, Any]],
+    position: dict[str, Any] | None = None,
 ) -> None:
-    """Write one .npz with everything needed to resume (atomically)."""
+    """Write one .npz with everything needed to resume (atomically).
+
+    ``position``: where inside epoch ``epoch + 1`` training stopped (see :class:`~minivae.training.Trainer`).
+    """
     arrays: dict[str, np.ndarray] = {f"param/{k}": v for k, v in model.state_dict().items()}
     meta: dict[str, Any] = {}
     for key, value in optimizer.state_dict().items():
@@ -78,6 +86,8 @@ def save_checkpoint(
     arrays["epoch"] = np.array(int(epoch))
     arrays["config"] = np.array(json.dumps(config))
     arrays["history"] = np.array(json.dumps(history))
+    if position is not None:
+        arrays["position"] = np.array(json.dumps(position))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
@@ -145,11 +155,17 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         history = json.loads(str(files["history"][()]))
         if not isinstance(config, dict) or not isinstance(history, list) or not isinstance(optimizer, dict):
             raise TypeError("wrong JSON type")
+        position = None
+        if "position" in files:
+            entry = "position"
+            position = json.loads(str(files["position"][()]))
+            if not isinstance(position, dict) or not {"step", "epoch_rng", "totals", "seen"} <= set(position):
+                raise TypeError("expected the step, the epoch's generator state and the running sums")
     except (ValueError, TypeError, AttributeError) as err:
         raise CheckpointError(f"{path}: the checkpoint's entry {entry!r} is malformed ({err}); it is damaged") from None
     return Checkpoint(
         params={k[len("param/"):]: v for k, v in files.items() if k.startswith("param/")},
-        optimizer=optimizer, rng_state=rng_state, epoch=epoch, config=config, history=history,
+        optimizer=optimizer, rng_state=rng_state, epoch=epoch, config=config, history=history, position=position,
     )
 
 

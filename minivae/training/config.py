@@ -7,6 +7,8 @@ few in :data:`RESUMABLE_KEYS`.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence
 
@@ -95,8 +97,10 @@ class TrainConfig:
             raise ConfigError(f"--seed must be an integer >= 0, got {self.seed!r}")
         if not self.hidden or min(self.hidden) < 1:
             raise ConfigError(f"--hidden must be one or more positive layer widths, got {self.hidden}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"--lr must be positive and finite, got {self.lr}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"--test-fraction must lie strictly between 0 and 1, got {self.test_fraction}")
         if self.beta < 0 or self.warmup < 0:
             raise ConfigError(f"--beta and --warmup must be >= 0, got beta={self.beta}, warmup={self.warmup}")
         for name, value in (("codebook-size", self.codebook_size), ("positions", self.positions)):

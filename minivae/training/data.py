@@ -32,6 +32,7 @@ import math
 import importlib.util
 import os
 import struct
+import zlib
 import tempfile
 import urllib.error
 import urllib.request
@@ -277,7 +278,7 @@ def _read_maybe_gzip(path: Path) -> bytes:
         return raw
     try:
         return gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:  # zlib.error: a flipped byte in the stream
         raise DataError(f"{path}: broken gzip data ({err}); delete the file and fetch it again") from None
 
 
@@ -406,6 +407,9 @@ def _find_file(stem: str, folders: Sequence[Path]) -> tuple[Path | None, list[Pa
             tried.append(candidate)
             if candidate.is_file():
                 return candidate, tried
+            if candidate.is_dir() or candidate.is_symlink():  # not "not found": say what is there instead
+                what = "a folder" if candidate.is_dir() else "a broken symbolic link or a link loop"
+                raise DataError(f"{candidate}: is {what}, where the data file {name} should be")
     return None, tried
 
 

@@ -30,17 +30,25 @@ from minivae.providers import backend
 from minivae.random import Generator
 from minivae.tensor import Tensor, no_grad
 from minivae.training.data import Dataset
-from minivae.training.runfolder import atomic_write_bytes
+from minivae.training.runfolder import FIGURE_NAMES, atomic_write_bytes  # noqa: F401 (FIGURE_NAMES re-exported)
 
 
 def _numpy(t: Any) -> np.ndarray:
     return t.numpy() if isinstance(t, Tensor) else np.asarray(t)
 
 
+#: The formats a figure may be saved in, chosen by the file's suffix (PNG without one).
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
-    """Render to memory, then write atomically (a half-written PNG never replaces a good one)."""
+    """Render to memory in the format the suffix names, then write atomically (a half-written file
+    never replaces a good one)."""
+    kind = Path(path).suffix.lower().lstrip(".") or "png"
+    if kind not in FIGURE_FORMATS:
+        raise ValueError(f"{path}: cannot save a figure as .{kind}; use {', '.join('.' + f for f in FIGURE_FORMATS)}")
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buffer, format=kind, dpi=100, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
 

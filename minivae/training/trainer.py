@@ -13,6 +13,14 @@ moment estimates and step count, and the state of the generator that shuffles
 the data and draws the noise. Resuming therefore gives bit-for-bit the same
 parameters as a run that was never interrupted.
 
+Checkpoints come at the end of every ``save_every`` epochs, every
+``checkpoint_seconds`` of training (default 5 minutes, at the next step
+boundary) and when a stop is requested (:meth:`Trainer.request_stop`, which the
+command line calls on SIGINT, SIGTERM and SIGHUP). The last two may fall inside
+an epoch: the checkpoint then also records the position in that epoch (see
+:mod:`minivae.training.checkpoint`), and resuming continues from that very step,
+bit for bit.
+
 Randomness: ``Generator(seed)`` spawns two independent streams, one for the
 initial weights and one for training (shuffling and the models' noise).
 Test-set evaluation draws from a separate generator seeded by (seed, epoch),
@@ -24,6 +32,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
+import json
 import math
 import os
 import time
@@ -50,7 +60,7 @@ from minivae.training.data import (
 )
 from minivae.training.memory import check_fits, training_bytes
 from minivae.training.runfolder import (  # noqa: F401
-    RunFolder, RunFolderError, atomic_write_bytes, atomic_write_json, atomic_write_text,
+    RUN_OUTPUTS, RunFolder, RunFolderError, atomic_write_bytes, atomic_write_json, atomic_write_text,
 )
 from minivae.training.step import BadLoss, training_step
 
@@ -62,8 +72,20 @@ EXPLODING_FACTOR = 1e4
 DIAGNOSTIC_EXAMPLES = 2000
 
 
+#: Training time between two checkpoints at most, in seconds: a long epoch never risks more.
+CHECKPOINT_SECONDS = 300.0
+
+
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN, infinite or exploded; the message names the epoch, the step and what was kept."""
+
+
+class TrainingStopped(KeyboardInterrupt):
+    """Training stopped at a step boundary on request (a signal); the state there was saved first."""
+
+    def __init__(self, signum: int | None) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 @contextlib.contextmanager
@@ -125,6 +147,12 @@ def load_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
     else:
         options = {"test_fraction": config.test_fraction, "seed": 0}
     train, test = load_dataset(config.data, "train", **options), load_dataset(config.data, "test", **options)
+    if "test_fraction" in options and (len(test) < 1 or len(train) < config.batch_size):
+        raise DataError(
+            f"--test-fraction {config.test_fraction}: the split of {config.data} leaves {len(train)} training and "
+            f"{len(test)} test examples; training needs at least one batch (--batch-size {config.batch_size}) "
+            "and the test set at least one example"
+        )
     if train.dim != test.dim or train.image_shape != test.image_shape:
         where = f" in --data-dir {config.data_dir}" if config.data_dir else ""
         shape = lambda d: "x".join(map(str, d.image_shape)) if d.image_shape else f"{d.dim} values"  # noqa: E731
@@ -174,22 +202,31 @@ class Trainer:
         log: Callable[[str], None] = print,
         threads: int | None = 1,
         save_every: int | None = None,
+        checkpoint_seconds: float = CHECKPOINT_SECONDS,
     ) -> None:
         self.config, self.out_dir = config, Path(out_dir)
         self.progress, self.log, self.threads = progress, log, threads
         if save_every is not None and save_every < 1:
             raise ValueError(f"save_every must be a positive number of epochs, got {save_every}")
-        self.save_every = save_every or max(1, config.epochs // 50)
+        if not checkpoint_seconds > 0:
+            raise ValueError(f"checkpoint_seconds must be a positive number of seconds, got {checkpoint_seconds}")
+        self.save_every = save_every or max(1, min(config.epochs // 50, 1_000_000))
+        self.checkpoint_seconds = float(checkpoint_seconds)
+        self.stop_signal: int | None = None  # set by request_stop(); honoured at the next step boundary
+        self._stop_requested = False
+        self.position: dict[str, Any] | None = None  # inside the next epoch, when resumed from a mid-epoch save
+        self.saved_position: dict[str, Any] | None = None
         self.final_diagnostics: dict[str, Any] | None = None
         self.stopped: dict[str, Any] | None = None
         # The folder first: a second run into it, or an unusable path, fails before anything is loaded.
         self.folder = RunFolder(self.out_dir)
         try:
-            self.folder.check(resume=resume, overwrite=overwrite, checkpoint=CHECKPOINT)
+            self.folder.check(resume=resume, overwrite=overwrite, checkpoint=CHECKPOINT, writes=RUN_OUTPUTS)
             self._build(resume)
             if overwrite and not resume:  # only once the new run is known to start: a failed start loses nothing
                 self.folder.clear()
-            atomic_write_json(self.out_dir / "config.json", config.to_dict())
+            self.folder.remove_stale_temp_files()  # of writes killed half-way; we hold the lock
+            self.folder.write_json("config.json", config.to_dict())
         except BaseException:
             self.folder.abandon()
             raise
@@ -225,9 +262,35 @@ class Trainer:
                     f"{path}: cannot resume with other settings (only {', '.join(RESUMABLE_KEYS)} may change):\n  "
                     + "\n  ".join(diff)
                 )
+            self._warn_if_config_edited(ckpt.config)
             self.epoch, self.history = ckpt.epoch, ckpt.history
-            self.saved_epoch = ckpt.epoch
-            self.log(f"resuming {path} after epoch {self.epoch}")
+            self.saved_epoch, self.position = ckpt.epoch, ckpt.position
+            self.saved_position = ckpt.position
+            if hasattr(self.model, "step") and self.optimizer.steps:
+                # What training_step last set: the schedules (KL warm-up) of a test evaluation right
+                # after resuming at an epoch's last step then see the step they saw uninterrupted.
+                self.model.step = self.optimizer.steps - 1
+            self._first_loss = (ckpt.position or {}).get("first_loss")
+            where = (f"at step {ckpt.position['step']} of epoch {self.epoch + 1}" if ckpt.position
+                     else f"after epoch {self.epoch}")
+            self.log(f"resuming {path} {where}")
+
+    def _warn_if_config_edited(self, saved: dict[str, Any]) -> None:
+        """config.json is a copy for reading; the checkpoint's settings are the ones a resumed run uses
+        (with the command line's, which must agree). Say so when the copy was edited."""
+        path = self.out_dir / "config.json"
+        try:
+            on_disk = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            on_disk = None
+        if not isinstance(on_disk, dict):
+            diff = ["it is missing or not valid JSON"] if path.exists() else []
+        else:
+            diff = config_differences(saved, on_disk)
+        if diff:
+            self.log(f"warning: {path} differs from the settings saved in the checkpoint ({'; '.join(diff)}); "
+                     f"the checkpoint is authoritative (edits to config.json are not used), and config.json is "
+                     "rewritten from the settings of this run")
 
     def close(self) -> None:
         """Release the folder's lock (the OS also does so when the process ends)."""
@@ -247,24 +310,40 @@ class Trainer:
         """The test-set noise of an epoch: its own stream, so evaluating never shifts training."""
         return Generator(self.config.seed * 1_000_003 + 7919 * epoch + 17)
 
+    @property
+    def has_checkpoint(self) -> bool:
+        return bool(self.saved_epoch or self.saved_position)
+
     def kept(self) -> str:
-        """What the folder holds now, in words (for messages after a stop)."""
+        """What the folder holds now, in words (for messages after a stop): exactly what is on disk."""
+        if self.saved_position:
+            return (f"saved {self.checkpoint_path} at step {self.saved_position['step']} of {self.steps_per_epoch} "
+                    f"in epoch {self.saved_epoch + 1}" + (f" and the metrics of epochs 1-{self.saved_epoch}"
+                                                           if self.saved_epoch else ""))
         if self.saved_epoch:
             return f"{self.checkpoint_path} (after epoch {self.saved_epoch}) and the metrics were kept"
-        if self.history:
-            return f"no checkpoint had been written yet; the metrics of epochs 1-{self.epoch} were kept"
-        return "no checkpoint had been written yet (no epoch finished)"
+        if (self.out_dir / "metrics.json").is_file() and self.history:
+            return f"no checkpoint had been written yet; metrics.json holds epochs 1-{self.history[-1]['epoch']}"
+        return "no checkpoint had been written yet (only config.json is on disk)"
+
+    def request_stop(self, signum: int | None = None) -> None:
+        """Ask training to save and stop at the next step boundary (safe to call from a signal handler)."""
+        self.stop_signal, self._stop_requested = signum, True
 
     def fit(self, on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
         """Train until ``config.epochs``; returns the per-epoch history."""
         if self.config.binarize == "static":  # the run's one fixed sample, saved with it (packed bits)
+            self.folder.record(BINARIZED_TRAIN)
             save_binarized(self.out_dir / BINARIZED_TRAIN, self.train_set.x)
+        self._last_save = time.monotonic()
         # One bar for the whole run (epochs are short); it shows the running epoch averages.
         total = self.config.epochs * self.steps_per_epoch
         bar = tqdm(total=total, initial=min(self.optimizer.steps, total), desc="training", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
         with blas_threads(self.threads), bar:
-            return self._fit(on_epoch_end, bar)
+            history = self._fit(on_epoch_end, bar)
+        self.folder.remove_stale_temp_files()  # a completed run leaves no temporary file behind
+        return history
 
     def _fit(self, on_epoch_end: Callable[[dict[str, Any]], None] | None, bar: tqdm) -> list[dict[str, Any]]:
         for epoch in range(self.epoch + 1, self.config.epochs + 1):
@@ -285,19 +364,26 @@ class Trainer:
             }
             self.history.append(row)
             self.epoch = epoch
-            if epoch % self.save_every == 0 or epoch == self.config.epochs:
+            if (epoch % self.save_every == 0 or epoch == self.config.epochs or self._stop_requested
+                    or time.monotonic() - self._last_save >= self.checkpoint_seconds):
                 self.save()
             if on_epoch_end is not None:
                 on_epoch_end(row)
+            if self._stop_requested:
+                raise TrainingStopped(self.stop_signal)
         return self.history
 
-    def save(self) -> None:
-        """Metrics first, then the checkpoint of the current epoch (both atomic)."""
+    def save(self, position: dict[str, Any] | None = None) -> None:
+        """Metrics first, then the checkpoint (both atomic), at the end of ``self.epoch`` or, with
+        ``position``, inside the next epoch."""
         self.write_metrics()
+        self.folder.record(CHECKPOINT)
         save_checkpoint(
-            self.checkpoint_path, self.model, self.optimizer, self.rng, self.epoch, self.config.to_dict(), self.history
+            self.checkpoint_path, self.model, self.optimizer, self.rng, self.epoch, self.config.to_dict(), self.history,
+            position=position,
         )
-        self.saved_epoch = self.epoch
+        self.saved_epoch, self.saved_position = self.epoch, position
+        self._last_save = time.monotonic()
 
     def _loss_limit(self) -> float:
         first = self.history[0]["train"]["loss"] if self.history else getattr(self, "_first_loss", None)
@@ -316,9 +402,19 @@ class Trainer:
         model, opt = self.model, self.optimizer
         model.train()
         totals: dict[str, float] = {}
-        seen = 0
+        seen = first = 0
+        start, self.position = self.position, None
+        if start is not None:  # resumed inside this epoch: redraw its order, then skip the batches already taken
+            now = self.rng.get_state()
+            self.rng.set_state(start["epoch_rng"])
+        epoch_rng = self.rng.get_state()
+        order = batches(self.train_set, self.config.batch_size, rng=self.rng)  # draws the epoch's permutation
+        if start is not None:
+            self.rng.set_state(now)
+            first, seen, totals = int(start["step"]), int(start["seen"]), dict(start["totals"])
+            order = itertools.islice(order, first, None)
         limit = self._loss_limit()
-        for index, (xb, yb) in enumerate(batches(self.train_set, self.config.batch_size, rng=self.rng)):
+        for index, (xb, yb) in enumerate(order, start=first):
             if self.config.binarize == "dynamic":  # a fresh 0/1 sample of each image; the rng is checkpointed
                 xb = binarize(xb, self.rng)
             try:
@@ -336,6 +432,13 @@ class Trainer:
             bar.set_postfix({n: f"{totals[n] / seen:.3f}" for n in ("loss", "recon", "kl") if n in totals},
                             refresh=False)
             bar.update()
+            due = time.monotonic() - self._last_save >= self.checkpoint_seconds
+            if self._stop_requested or (due and index + 1 < self.steps_per_epoch):  # the epoch's end saves anyway
+                # A step boundary: everything the rest of the epoch depends on goes into the checkpoint.
+                self.save(position={"step": index + 1, "epoch_rng": epoch_rng, "totals": totals, "seen": seen,
+                                    "first_loss": getattr(self, "_first_loss", None)})
+                if self._stop_requested:
+                    raise TrainingStopped(self.stop_signal)
         return {name: total / seen for name, total in totals.items()}
 
     def diagnostics(self, max_examples: int | None = None, progress: bool = False) -> dict[str, Any] | None:
@@ -387,7 +490,7 @@ class Trainer:
         document = {"config": self.config.to_dict(), "units": units, "epochs": self.history, "final": final}
         if self.stopped is not None:
             document["stopped"] = self.stopped
-        atomic_write_json(self.out_dir / "metrics.json", document)
+        self.folder.write_json("metrics.json", document)
         names = sorted({n for row in self.history for n in row["train"]})
         header = ["epoch", "step", "seconds"] + [f"{split}_{n}" for split in ("train", "test") for n in names]
         text = io.StringIO()
@@ -398,7 +501,7 @@ class Trainer:
                 [row["epoch"], row["step"], row["seconds"]]
                 + [repr(row[split].get(n, "")) for split in ("train", "test") for n in names]
             )
-        atomic_write_text(self.out_dir / "metrics.csv", text.getvalue())
+        self.folder.write_text("metrics.csv", text.getvalue())
 
 
 def load_run(
