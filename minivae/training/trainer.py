@@ -266,10 +266,6 @@ class Trainer:
             self.epoch, self.history = ckpt.epoch, ckpt.history
             self.saved_epoch, self.position = ckpt.epoch, ckpt.position
             self.saved_position = ckpt.position
-            if hasattr(self.model, "step") and self.optimizer.steps:
-                # What training_step last set: the schedules (KL warm-up) of a test evaluation right
-                # after resuming at an epoch's last step then see the step they saw uninterrupted.
-                self.model.step = self.optimizer.steps - 1
             self._first_loss = (ckpt.position or {}).get("first_loss")
             where = (f"at step {ckpt.position['step']} of epoch {self.epoch + 1}" if ckpt.position
                      else f"after epoch {self.epoch}")
