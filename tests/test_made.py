@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import minivae as mv
-from minivae.cli.models import gradcheck_model
+from minivae.models.checks import gradcheck_model
 from minivae.models.made import MADEDecoder, MADEVAE, MaskedLinear, hidden_degrees, made_masks, masked_linear
 from minivae.optim import Adam
 from minivae.random import Generator
