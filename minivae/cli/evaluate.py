@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -68,21 +68,29 @@ def _output(command: str, args: argparse.Namespace, default: Path, replaceable: 
         return None
 
 
+def _write_into(command: str, args: argparse.Namespace, default: Path, replaceable: bool,
+                write: Callable[[Path], int]) -> int:
+    """``write(out)`` into the checked output path (see :func:`_output`); afterwards a file listed in
+    the run's manifest but not written (an interrupted command) is pruned from it, and the run
+    folder's lock released."""
+    checked = _output(command, args, default, replaceable)
+    if checked is None:
+        return 2
+    out, folder = checked
+    try:
+        return write(out)
+    finally:
+        if folder is not None:
+            folder.prune()
+            folder.release()
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     loaded = _load("eval", args)
     if loaded is None:
         return 2
     config, model, ckpt = loaded
-    checked = _output("eval", args, Path(args.run_dir) / "eval.json", replaceable=True)
-    if checked is None:
-        return 2
-    out, folder = checked
-    try:
-        return _eval(args, config, model, ckpt, out)
-    finally:
-        if folder is not None:
-            folder.prune()  # eval.json listed but not written (interrupted): not this run's any more
-            folder.release()
+    return _write_into("eval", args, Path(args.run_dir) / "eval.json", True, lambda out: _eval(args, config, model, ckpt, out))
 
 
 def _eval(args: argparse.Namespace, config, model, ckpt, out: Path) -> int:
@@ -158,16 +166,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.out and not Path(args.out).is_dir() and Path(args.out).suffix.lower().lstrip(".") not in ("png", "pdf", "svg"):
         return error("sample", f"--out {args.out}: a picture is written as .png, .pdf or .svg (by the suffix); "
                                 f"got {Path(args.out).suffix or 'no suffix'}")
-    checked = _output("sample", args, Path(args.run_dir) / name, replaceable=False)
-    if checked is None:
-        return 2
-    out, folder = checked
-    try:
-        return _sample(args, model, config, label, out)
-    finally:
-        if folder is not None:
-            folder.prune()
-            folder.release()
+    return _write_into("sample", args, Path(args.run_dir) / name, False, lambda out: _sample(args, model, config, label, out))
 
 
 def _sample(args: argparse.Namespace, model, config, label: int | None, out: Path) -> int:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Iterator
 
 
 # =============================================================================
@@ -79,3 +82,19 @@ def set_backend(name: str) -> None:
     from minivae.providers import backend
 
     backend.set_backend(name)
+
+
+@contextlib.contextmanager
+def signal_handlers(handler: Callable[[int, Any], None], *signals: int | None) -> Iterator[None]:
+    """``handler`` for each of ``signals`` (None: a signal this platform lacks) while the block runs,
+    the previous handlers restored afterwards; nothing outside the main thread, where Python
+    allows no handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in signals if s is not None}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)

@@ -8,18 +8,16 @@ a diverged run exits 1.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shlex
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from tqdm import tqdm
 
-from minivae.cli.options import error, single_threaded_blas
+from minivae.cli.options import error, signal_handlers, single_threaded_blas
 
 DEMO = {"model": "vae", "data": "digits", "latent": 2, "hidden": [256, 128], "batch_size": 32, "lr": 1e-3}
 DEMO_EPOCHS = 300
@@ -42,29 +40,18 @@ def os_error(err: OSError) -> str:
     return f"{err.filename}: {explain(err)}" if err.filename else explain(err)
 
 
-@contextlib.contextmanager
 def save_on_signals(trainer):
     """While training: SIGINT, SIGTERM and SIGHUP ask the trainer to save and stop at the next step
     boundary; a second signal stops at once (every file is written atomically, so the last complete
     checkpoint stays as it was)."""
     from minivae.training.trainer import TrainingStopped
 
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
     def handler(signum: int, frame: Any) -> None:
         if trainer.stop_signal is not None:
             raise TrainingStopped(signum)
         trainer.request_stop(signum)
 
-    wanted = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
-    previous = {s: signal.signal(s, handler) for s in wanted}
-    try:
-        yield
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
+    return signal_handlers(handler, signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
 
 
 def _run_training(command: str, config, out: Path, args: argparse.Namespace, *, figures: bool) -> int:
