@@ -61,6 +61,17 @@ def _check_tau(tau: float, where: str) -> float:
     return float(tau)
 
 
+def _relaxation_inputs(where: str, logits: Any, tau: float, rng: Generator | None, noise: Any, draw) -> tuple:
+    """(logits, tau, noise) of a relaxed sample, checked; the noise drawn by ``draw`` from ``rng``
+    unless it was given (fixed noise for a gradient check)."""
+    logits, tau = _check_logits(logits, where), _check_tau(tau, where)
+    if noise is None:
+        if rng is None:
+            raise ValueError(f"{where}: pass rng=Generator(seed) to draw the noise, or noise=... to fix it")
+        noise = draw(logits.shape, rng, dtype=logits.dtype)
+    return logits, tau, noise
+
+
 # ----------------------------------------------------------------------------
 # straight-through: one node
 # ----------------------------------------------------------------------------
@@ -147,12 +158,7 @@ def relaxed_bernoulli(
     is still y's (straight-through Gumbel). Composed from ops: the gradient is the sigmoid's.
     Derivation: derivations/02_backprop_dense.md, Eq. 2.3.
     """
-    logits = _check_logits(logits, "relaxed_bernoulli")
-    tau = _check_tau(tau, "relaxed_bernoulli")
-    if noise is None:
-        if rng is None:
-            raise ValueError("relaxed_bernoulli: pass rng=Generator(seed) to draw the noise, or noise=... to fix it")
-        noise = logistic_noise(logits.shape, rng, dtype=logits.dtype)
+    logits, tau, noise = _relaxation_inputs("relaxed_bernoulli", logits, tau, rng, noise, logistic_noise)
     y = ops.sigmoid((logits + noise) * (1.0 / tau))
     if hard:
         return straight_through((y.data > 0.5).astype(y.data.dtype), y)
@@ -216,12 +222,7 @@ def gumbel_softmax(
     argmax y = argmax (l + G)), backward through y.
     Derivation: derivations/15_vjp_rules.md, Eq. 15.34 (the softmax's VJP).
     """
-    logits = _check_logits(logits, "gumbel_softmax")
-    tau = _check_tau(tau, "gumbel_softmax")
-    if noise is None:
-        if rng is None:
-            raise ValueError("gumbel_softmax: pass rng=Generator(seed) to draw the noise, or noise=... to fix it")
-        noise = gumbel_noise(logits.shape, rng, dtype=logits.dtype)
+    logits, tau, noise = _relaxation_inputs("gumbel_softmax", logits, tau, rng, noise, gumbel_noise)
     y = ops.softmax((logits + noise) * (1.0 / tau), axis=-1)
     if hard:
         return straight_through(one_hot_argmax(y.data), y)
