@@ -8,9 +8,10 @@ its bias gradient, the BCE's combination and gradient from the saved e^-|l|, Ada
 
 The per-element math is ``formulas.CPU.*``: the same Python functions the CUDA
 kernels compile, so each formula is written once (in ``kernels/formulas.py``).
-The loops are serial: on small machines numba's thread pool competes with BLAS's
-(measured on 2 cores, a 784x400 Adam update: 2.2 ms per call in parallel instead of
-0.19 ms serial, and the next matrix products 2x slower).
+Each loop is serial and compiled ``nogil``; large arrays are cut into row pieces that
+``kernels.threads`` shares among threads (numba's own parallel loops were measured to
+fight OpenBLAS's threads on 2 cores: a 784x400 Adam update took 2.2 ms in parallel
+instead of 0.19 ms serial, and the next matrix products ran 2x slower).
 
 Every public function checks shapes in Python, then calls a compiled loop; outputs are
 caller-provided buffers (returned for convenience). Arrays are (rows, features),
@@ -25,6 +26,8 @@ import numba
 import numpy as np
 
 from . import formulas
+from . import threads
+from .threads import on_rows, piece_bounds, run_pieces
 
 _relu = formulas.CPU.relu
 _activation_grad = formulas.CPU.activation_grad
@@ -32,7 +35,7 @@ _sigmoid_from_saved = formulas.CPU.sigmoid_from_saved
 _bce_from_log1p = formulas.CPU.bce_from_log1p
 _adam = formulas.CPU.adam
 
-_serial = numba.njit(fastmath=False, error_model="numpy", cache=True)
+_serial = numba.njit(fastmath=False, error_model="numpy", cache=True, nogil=True)
 
 
 # --------------------------------------------------------------------- compiled loops
@@ -103,6 +106,47 @@ def _adam_loop(param, grad, m, v, lr, beta1, beta2, one_minus_beta1, one_minus_b
         v[i] = v_new
 
 
+# The optimizers over a whole model in one call ("foreach"): tuples of 1-D arrays, one per
+# parameter, seen as one long vector of which this call updates elements [lo, hi).
+
+
+@_serial
+def _adam_foreach(params, grads, ms, vs, lo, hi, lr, beta1, beta2, one_minus_beta1, one_minus_beta2, eps,
+                  bias_corr1, bias_corr2, weight_decay):
+    offset = 0
+    for k in range(len(params)):
+        n = params[k].shape[0]
+        a, b = max(lo - offset, 0), min(hi - offset, n)
+        if a < b:  # the loop over one array's slice: a separate function, so that it is SIMD-compiled
+            _adam_loop(params[k][a:b], grads[k][a:b], ms[k][a:b], vs[k][a:b], lr, beta1, beta2, one_minus_beta1,
+                       one_minus_beta2, eps, bias_corr1, bias_corr2, weight_decay, False)
+        offset += n
+
+
+@_serial
+def _sgd_loop(p, g, v, started, lr, momentum, weight_decay):
+    """p -= lr * v, v = momentum * v + (g + wd * p) (v = that gradient where not started yet);
+    momentum 0 is plain SGD (v unused). Rounded like the NumPy expressions of the reference
+    provider: each product and sum in the parameters' dtype, no fused multiply-add."""
+    for i in range(p.shape[0]):
+        d = g[i] + weight_decay * p[i] if weight_decay != 0 else g[i]
+        if momentum != 0:
+            d = momentum * v[i] + d if started else d
+            v[i] = d
+        p[i] = p[i] - lr * d
+
+
+@_serial
+def _sgd_foreach(params, grads, velocities, started, lo, hi, lr, momentum, weight_decay):
+    offset = 0
+    for k in range(len(params)):
+        n = params[k].shape[0]
+        a, b = max(lo - offset, 0), min(hi - offset, n)
+        if a < b:
+            _sgd_loop(params[k][a:b], grads[k][a:b], velocities[k][a:b], started[k], lr, momentum, weight_decay)
+        offset += n
+
+
 # ------------------------------------------------------------------------ checks
 
 
@@ -139,7 +183,7 @@ def relu_backward(grad_out: np.ndarray, y: np.ndarray, grad_in: np.ndarray) -> n
     grad_out, y, grad_in = _rows("grad_out", grad_out), _rows("y", y), _rows("grad_in", grad_in)
     if not grad_out.shape == y.shape == grad_in.shape:
         _same_shape(grad_out=grad_out, y=y, grad_in=grad_in)
-    _relu_backward(grad_out, y, grad_in)
+    on_rows(_relu_backward, (grad_out, y, grad_in))
     return grad_in
 
 
@@ -148,12 +192,28 @@ def relu_backward_bias(grad_out: np.ndarray, y: np.ndarray, grad_in: np.ndarray,
     """grad_in = grad_out * [y > 0] and grad_bias = its column sums, in one pass.
 
     ``y`` is the ReLU's output. grad_in may be grad_out (in place). Column sums
-    accumulate in the arrays' dtype, row after row, as ``grad_in.sum(axis=0)`` does.
+    accumulate in the arrays' dtype, row after row, as ``grad_in.sum(axis=0)`` does; a
+    large array is cut into row pieces (``kernels.threads``, by size alone), each summed
+    so, and the pieces' sums added in order.
     """
     grad_out, y, grad_in = _rows("grad_out", grad_out), _rows("y", y), _rows("grad_in", grad_in)
     if not grad_out.shape == y.shape == grad_in.shape:
         _same_shape(grad_out=grad_out, y=y, grad_in=grad_in)
-    _relu_backward_bias(grad_out, y, grad_in, _vector("grad_bias", grad_bias, grad_out.shape[1]))
+    grad_bias = _vector("grad_bias", grad_bias, grad_out.shape[1])
+    bounds = piece_bounds(grad_out.shape[0], grad_out.size) if grad_out.size >= 2 * threads.MIN_PIECE else ()
+    if len(bounds) <= 1:
+        _relu_backward_bias(grad_out, y, grad_in, grad_bias)
+        return grad_in
+    partial = np.empty((len(bounds), grad_bias.shape[0]), dtype=grad_bias.dtype)
+
+    def piece(k: int) -> None:
+        a, b = bounds[k]
+        _relu_backward_bias(grad_out[a:b], y[a:b], grad_in[a:b], partial[k])
+
+    run_pieces(piece, len(bounds))
+    np.copyto(grad_bias, partial[0])
+    for k in range(1, len(bounds)):
+        grad_bias += partial[k]
     return grad_in
 
 
@@ -163,7 +223,7 @@ def bce_logits_combine(logits: np.ndarray, target: np.ndarray, values: np.ndarra
     logits, target, values = _rows("logits", logits), _rows("target", target), _rows("values", values)
     if not logits.shape == target.shape == values.shape:
         _same_shape(logits=logits, target=target, values=values)
-    _bce_combine_inplace(logits, target, values)
+    on_rows(_bce_combine_inplace, (logits, target, values))
     return values
 
 
@@ -181,11 +241,11 @@ def bce_logits_backward_saved(logits: np.ndarray, target: np.ndarray, e: np.ndar
     if (grad_rows is None) == (grad_out is None):
         raise ValueError("pass exactly one of grad_rows and grad_out")
     if grad_rows is not None:
-        _bce_grad_rows_inplace(logits, target, e, _vector("grad_rows", grad_rows, logits.shape[0]))
+        on_rows(_bce_grad_rows_inplace, (logits, target, e, _vector("grad_rows", grad_rows, logits.shape[0])))
     else:
-        grad_out = _rows("grad_out", grad_out)
-        _same_shape(logits=logits, grad_out=grad_out)
-        _bce_grad_full_inplace(logits, target, e, grad_out)
+        g = _rows("grad_out", grad_out)
+        _same_shape(logits=logits, grad_out=g)
+        on_rows(_bce_grad_full_inplace, (logits, target, e, g))
     return e
 
 
@@ -214,7 +274,96 @@ def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
         raise ValueError(f"adam_update: parameters must be floating point, got {param.dtype}")
     real = param.dtype.type
     size = param.size
-    _adam_loop(param.reshape(size), grad.reshape(size), m.reshape(size), v.reshape(size), real(lr), real(beta1),
-               real(beta2), real(1.0 - beta1), real(1.0 - beta2), real(eps), real(1.0 - beta1**step),
-               real(1.0 - beta2**step), real(weight_decay), bool(decoupled))
+    flat = param.reshape(size), grad.reshape(size), m.reshape(size), v.reshape(size)
+    rates = (real(lr), real(beta1), real(beta2), real(1.0 - beta1), real(1.0 - beta2), real(eps),
+             real(1.0 - beta1**step), real(1.0 - beta2**step), real(weight_decay), bool(decoupled))
+    on_rows(_adam_loop, flat, *rates)
     return param
+
+
+# ------------------------------------------------------------- the optimizers, foreach
+
+#: Parameters per compiled call: the tuples are padded to 1, 2, 4, ... or this many
+#: arrays, so a model of any size compiles at most a handful of variants.
+FOREACH_CHUNK = 32
+
+
+def _foreach_chunks(name: str, *lists: list) -> list[tuple[tuple[np.ndarray, ...], ...]]:
+    """The arrays as 1-D views, in tuples of one padded length; checks dtype, layout and sizes
+    (the loop reads g[i], m[i], v[i] for every i of its parameter: a shorter array would be
+    read out of bounds). Written for speed: a small model makes ~60 arrays a step."""
+    params = lists[0]
+    dtype = params[0].dtype
+    sizes = [p.size for p in params]
+    flat_lists = []
+    for arrays in lists:
+        if len(arrays) != len(params):
+            raise ValueError(f"{name}: the lists have different lengths {[len(a) for a in lists]}")
+        flat = []
+        for i, a in enumerate(arrays):
+            if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous or a.size != sizes[i]:
+                raise ValueError(f"{name}: array {i} of a list is not a C-contiguous {dtype} NumPy array "
+                                 f"of its parameter's size {sizes[i]}")
+            flat.append(a if a.ndim == 1 else a.reshape(-1))
+        flat_lists.append(flat)
+    if dtype.kind != "f":
+        raise ValueError(f"{name}: parameters must be floating point, got {dtype}")
+    pad = np.empty(0, dtype)
+    chunks = []
+    for start in range(0, len(params), FOREACH_CHUNK):
+        stop = min(start + FOREACH_CHUNK, len(params))
+        width = 1
+        while width < stop - start:
+            width *= 2
+        padding = [pad] * (width - (stop - start))
+        chunks.append(tuple(tuple(flat[start:stop] + padding) for flat in flat_lists))
+    return chunks
+
+
+def _run_foreach(loop, arrays: tuple, *scalars) -> None:
+    """``loop(*arrays, lo, hi, *scalars)`` over the whole chunk, its elements cut into pieces."""
+    size = 0
+    for a in arrays[0]:
+        size += a.shape[0]
+    if size < 2 * threads.MIN_PIECE or threads.thread_count() == 1:  # elementwise: same numbers whole
+        loop(*arrays, 0, size, *scalars)
+        return
+    bounds = piece_bounds(size, size)
+    run_pieces(lambda k: loop(*arrays, *bounds[k], *scalars), len(bounds))
+
+
+def adam_foreach(params: list[np.ndarray], grads: list[np.ndarray], ms: list[np.ndarray], vs: list[np.ndarray],
+                 lr: float, beta1: float, beta2: float, eps: float, step: int, weight_decay: float = 0.0) -> None:
+    """:func:`adam_update` (L2 weight decay) on every parameter of the lists, in one compiled
+    call per ``FOREACH_CHUNK`` parameters instead of one per parameter. Same numbers."""
+    if not params:
+        return
+    if step < 1:
+        raise ValueError(f"adam_foreach: step counts from 1, got {step}")
+    real = params[0].dtype.type
+    rates = (real(lr), real(beta1), real(beta2), real(1.0 - beta1), real(1.0 - beta2), real(eps),
+             real(1.0 - beta1**step), real(1.0 - beta2**step), real(weight_decay))
+    for chunk in _foreach_chunks("adam_foreach", params, grads, ms, vs):
+        _run_foreach(_adam_foreach, chunk, *rates)
+
+
+def sgd_foreach(params: list[np.ndarray], grads: list[np.ndarray], velocities: list[np.ndarray],
+                started: np.ndarray, lr: float, momentum: float, weight_decay: float = 0.0) -> None:
+    """SGD on every parameter of the lists, in place, one compiled call per ``FOREACH_CHUNK``:
+
+        d = g + weight_decay * p;   v = momentum * v + d  (v = d where not ``started[i]``);   p -= lr * v
+
+    With momentum 0, ``velocities`` is not touched (pass the params again); ``started`` is
+    a bool array, one entry per parameter.
+    """
+    if not params:
+        return
+    started = np.asarray(started, dtype=np.bool_)
+    if started.shape != (len(params),):
+        raise ValueError(f"sgd_foreach: started must have shape ({len(params)},), got {started.shape}")
+    real = params[0].dtype.type
+    for n, chunk in enumerate(_foreach_chunks("sgd_foreach", params, grads, velocities)):
+        flags = np.zeros(len(chunk[0]), dtype=np.bool_)
+        part = started[n * FOREACH_CHUNK:(n + 1) * FOREACH_CHUNK]
+        flags[:part.shape[0]] = part
+        _run_foreach(_sgd_foreach, chunk + (flags,), real(lr), real(momentum), real(weight_decay))

@@ -56,6 +56,7 @@ from minivae import ops  # noqa: E402
 ops.install_tensor_operators()  # x + y, x @ W, x.sum(), ...: the one place Tensor gets its operators
 
 from minivae import distributions, losses, nn, optim, random, stochastic
+from minivae import extend, testing  # writing your own op (array_module, replace_op) and checking it (check_op)
 from minivae.providers import get_kernels, set_kernels, use_kernels
 from minivae.providers.backend import get_backend, set_backend, use_backend
 from minivae.distributions import Normal, kl_normal_standard, reparameterize

@@ -76,9 +76,14 @@ class Module:
 
     @property
     def dtype(self) -> str:
-        """The dtype of the first parameter (models keep all parameters in one dtype)."""
-        for _, p in self.named_parameters():
-            return p.dtype
+        """The dtype of the first parameter (models keep all parameters in one dtype).
+        Found without generators, as ``parameters()`` is: models read it on every batch."""
+        stack: list[Module] = [self]
+        while stack:
+            module = stack.pop()
+            for p in module._parameters.values():
+                return p.dtype
+            stack.extend(reversed(module._modules.values()))
         raise ValueError(f"{type(self).__name__} has no parameters, so no dtype")
 
     def parameters(self) -> list[Parameter]:

@@ -34,12 +34,15 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
+        """Update every parameter that has a gradient: one provider call for them all
+        (``*_foreach``), which the CPU provider makes one compiled loop."""
         self.steps += 1
-        for i, p in enumerate(self.params):
-            if p.grad is not None:
-                self._update(i, p)
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if live:
+            self._update(live)
 
-    def _update(self, i: int, p: Tensor) -> None:
+    def _update(self, live: list[int]) -> None:
+        """Update parameters ``self.params[i]`` for i in ``live`` (each has a gradient)."""
         raise NotImplementedError
 
     # -- checkpoints --------------------------------------------------------------
@@ -98,21 +101,16 @@ class SGD(Optimizer):
         _check_number("SGD", "weight_decay", weight_decay)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
-        self.momentum, self.weight_decay = momentum, weight_decay
+        self.momentum, self.weight_decay = float(momentum), float(weight_decay)
         self.velocity: list[Any] = [None] * len(self.params)
 
-    def _update(self, i: int, p: Tensor) -> None:
-        g = p.grad
-        if self.weight_decay:
-            g = g + self.weight_decay * p.data
-        if self.momentum:
-            if self.velocity[i] is None:
-                self.velocity[i] = g.copy()
-            else:
-                self.velocity[i] *= self.momentum
-                self.velocity[i] += g
-            g = self.velocity[i]
-        p.data -= self.lr * g
+    def _update(self, live: list[int]) -> None:
+        params = [self.params[i] for i in live]
+        velocities = [self.velocity[i] for i in live]  # None until a parameter's first step
+        provider_for(params[0].data).sgd_foreach([p.data for p in params], [p.grad for p in params], velocities,
+                                                 self.lr, self.momentum, self.weight_decay)
+        for i, v in zip(live, velocities):
+            self.velocity[i] = v
 
 
 class Adam(Optimizer):
@@ -147,13 +145,15 @@ class Adam(Optimizer):
         self.m: list[Any] = [None] * len(self.params)
         self.v: list[Any] = [None] * len(self.params)
 
-    def _update(self, i: int, p: Tensor) -> None:
-        if self.m[i] is None:
-            xp = backend.array_module(p.data)
-            self.m[i] = xp.zeros_like(p.data)
-            self.v[i] = xp.zeros_like(p.data)
-        provider_for(p.data).adam(p.data, p.grad, self.m[i], self.v[i], self.lr, self.beta1, self.beta2,
-                                  self.eps, self.steps, self.weight_decay)
+    def _update(self, live: list[int]) -> None:
+        for i in live:
+            if self.m[i] is None:
+                xp = backend.array_module(self.params[i].data)
+                self.m[i] = xp.zeros_like(self.params[i].data)
+                self.v[i] = xp.zeros_like(self.params[i].data)
+        provider_for(self.params[live[0]].data).adam_foreach(
+            [self.params[i].data for i in live], [self.params[i].grad for i in live], [self.m[i] for i in live],
+            [self.v[i] for i in live], self.lr, self.beta1, self.beta2, self.eps, self.steps, self.weight_decay)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "betas": (self.beta1, self.beta2), "eps": self.eps}

@@ -143,10 +143,22 @@ class Tensor:
         op: str,
         stochastic: bool = False,
     ) -> "Tensor":
-        """Wrap an op's result; record the graph edge when any input needs a gradient.
+        """A new node of the graph: the public way to write your own op.
 
-        ``backward(g)`` must return one gradient (or None) per parent, each of the
-        parent's dtype and of the output's broadcast shape or the parent's shape.
+        ``data`` is the output array (computed from the parents' ``.data``),
+        ``parents`` the input tensors, ``op`` a name for error messages and graphs,
+        and ``backward(g)`` the vector-Jacobian product: given g = dL/d(output), an
+        array of the output's shape, it returns a tuple with one gradient (or None)
+        per parent, each of the parent's dtype and of the parent's shape (or of the
+        broadcast output shape: the engine then sums it down). ``stochastic=True``
+        marks a sampling node (drawn differently in graphs). The edge is recorded only
+        when some parent requires a gradient and recording is on (not in ``no_grad``)::
+
+            def cube(x: Tensor) -> Tensor:
+                return Tensor.from_op(x.data ** 3, (x,), lambda g: (g * 3 * x.data ** 2,), "cube")
+
+        A backward that returns a bare array or the wrong number of gradients is an
+        error naming the op. See "Write your own op" (course/write_your_own_op.md).
         """
         out = cls.__new__(cls)
         out.data = data if type(data) is backend.numpy.ndarray else backend.array_module(data).asarray(data)
@@ -275,6 +287,8 @@ class Tensor:
             if node._backward is None:
                 continue
             parent_grads = node._backward(g)
+            if type(parent_grads) is not tuple and type(parent_grads) is not list or len(parent_grads) != len(node._parents):
+                _check_backward_result(node, parent_grads)
             for i, (parent, pg) in enumerate(zip(node._parents, parent_grads)):
                 if pg is None or not parent.requires_grad:
                     continue
@@ -383,6 +397,30 @@ def _accumulate_leaf(node: Tensor, g: Any, owned: bool) -> None:
         grad += g
     else:  # a scalar or read-only array someone stored in .grad: replace, never drop
         node.grad = _as_array(grad + g)
+
+
+def _check_backward_result(node: Tensor, returned: Any) -> None:
+    """Refuse a backward that breaks the contract: one gradient (or None) per input, in a tuple.
+
+    A bare array would otherwise be iterated row by row (and reported as a shape
+    mismatch far from the cause), and a surplus gradient silently dropped by zip.
+    Surplus gradients of an op with several inputs are still tolerated: ``ops.linear``
+    without a bias returns a third (unused) bias gradient. A one-input op must return
+    exactly one.
+    """
+    n = len(node._parents)
+    if type(returned) is tuple or type(returned) is list:
+        if len(returned) > n > 1:
+            return
+        what = f"{len(returned)} gradients"
+    else:
+        shape = getattr(returned, "shape", None)
+        what = f"a bare {type(returned).__name__}" + (f" of shape {tuple(shape)}" if shape is not None else "")
+    example = "(gx,)" if n == 1 else "(" + ", ".join(f"g{i}" for i in range(n)) + ")"
+    raise TypeError(
+        f"backward of '{node.op}' returned {what}; it must return a tuple with one gradient (or None) "
+        f"per input, and this op has {n} input{'s' if n != 1 else ''}: return {example}"
+    )
 
 
 def _freed_message(node: Tensor) -> str:

@@ -2,7 +2,8 @@
 
 - Layers import only downward: the engine (``minivae/*.py``, ``ops/``, ``stochastic/``)
   and its ``providers/`` < ``models/`` < ``training/`` < ``labs/`` (which run on the
-  training step, data and diagnostics) < ``cli/`` (and ``minivae/__main__.py``).
+  training step, data and diagnostics) < ``cli/`` (and ``minivae/__main__.py``); ``explore/``
+  (over a trained run) sits beside ``labs/``, ``course/`` (exercises) right on the engine.
   ``kernels/`` (installed as ``minivae.kernels``) imports only itself; providers import
   only providers and kernels; nothing imports a top-level ``kernels`` (no such name is
   installed). Every import counts: at the top, inside functions, relative
@@ -88,7 +89,8 @@ def layer(module: str) -> str | None:
     if len(parts) == 1:
         return "engine"  # the package itself re-exports only the engine
     return {"providers": "providers", "kernels": "kernels", "derivations": "derivations", "models": "models",
-            "training": "training", "labs": "labs", "cli": "cli", "__main__": "cli"}.get(parts[1], "engine")
+            "training": "training", "labs": "labs", "explore": "explore", "course": "course", "cli": "cli",
+            "__main__": "cli"}.get(parts[1], "engine")
 
 
 MAY_IMPORT = {
@@ -98,7 +100,9 @@ MAY_IMPORT = {
     "models": {"engine", "providers", "models"},
     "training": {"engine", "providers", "models", "training"},
     "labs": {"engine", "providers", "models", "training", "labs"},
-    "cli": {"engine", "providers", "models", "training", "labs", "cli", "kernels", "derivations"},
+    "explore": {"engine", "providers", "models", "training", "explore"},  # the latent explorer, over a trained run
+    "course": {"engine", "providers", "course"},  # the exercises: a student's ops, checked by the engine
+    "cli": {"engine", "providers", "models", "training", "labs", "explore", "course", "cli", "kernels", "derivations"},
     "derivations": {"derivations", "engine", "providers", "models"},  # numeric checks of the engine and models
     "not installed": set(),
 }

@@ -34,7 +34,7 @@ PROVIDER_METHODS = tuple(name for name in vars(base.Provider) if not name.starts
 # What one VAE training step asks of its provider (fused linear + ReLU layers, the BCE
 # summed over pixels); activation_grad and bce_logits are covered by the unit tests.
 VAE_STEP_METHODS = {"matmul", "column_sum", "activation", "activation_grad_bias", "reparam", "reparam_grad_logvar",
-                    "kl_rows", "kl_grads", "bce_logits_row_sums", "bce_logits_grad", "adam"}
+                    "kl_rows", "kl_grads", "bce_logits_row_sums", "bce_logits_grad", "adam_foreach", "adam"}
 
 # Agreement with the NumPy reference path, per dtype: (loss rtol, gradient tolerance
 # relative to the largest entry of that gradient, parameter atol after Adam).
@@ -155,7 +155,7 @@ def gpu():
 
 @pytest.mark.parametrize("provider", [accel_cuda.CudaKernels, accel_cuda.AutoProvider])
 def test_provider_implements_every_method_of_the_interface_with_its_signature(provider):
-    assert len(PROVIDER_METHODS) == 13
+    assert len(PROVIDER_METHODS) == 15
     for name in PROVIDER_METHODS:
         assert name in vars(provider), f"{provider.__name__}.{name} is left to a base class"
         want = inspect.signature(getattr(base.Provider, name))

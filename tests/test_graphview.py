@@ -1,8 +1,16 @@
-"""The computation graph as text and as a picture."""
+"""The computation graph as text and as a slide-ready picture (Graphviz and the matplotlib fallback)."""
+
+import re
 
 import numpy as np
+import pytest
 
 import minivae as mv
+from minivae.graphview import Geometry, draw_graph, edges_through_boxes, retain_grads
+from minivae.models import build_model
+from minivae.random import Generator
+
+ENGINES = ("dot", "matplotlib")  # CI installs Graphviz (.ci/run); the fallback is forced by name
 
 
 def small_vae_loss():
@@ -16,24 +24,157 @@ def small_vae_loss():
     return (z * z).sum() + mv.kl_normal_standard(mu, logvar).sum()
 
 
-def test_graph_summary_lists_ops_parameters_and_stochastic_node():
+def vae_loss():
+    """A digits-sized VAE's loss (64 pixels, 2-D latent): the graph the README shows."""
+    model = build_model("vae", 64, 2, [128], Generator(0))
+    x = np.random.default_rng(0).random((8, 64)).astype("float32")
+    return model, model.loss(x, None, Generator(1))["loss"]
+
+
+def test_graph_summary_lists_ops_parameters_noise_and_stochastic_node():
     text = mv.graph_summary(small_vae_loss())
     assert "encoder.weight" in text and "parameter" in text
     assert "rsample" in text and "stochastic" in text
     assert "kl_normal_standard" in text and "linear" in text
-    assert text.count("\n") >= 10
+    # ε is an input of the sampling node: its row comes before rsample's, which lists it.
+    rows = {line.split()[1]: line for line in text.splitlines()[1:]}
+    eps_index = next(line.split()[0] for line in text.splitlines() if "ε" in line)
+    assert f"#{eps_index}" in rows["rsample"]
 
 
-def test_draw_graph_writes_png_and_dot(tmp_path):
-    loss = small_vae_loss()
-    png = mv.draw_graph(loss, str(tmp_path / "graph.png"))
+@pytest.mark.parametrize("engine", ENGINES)
+def test_vae_graph_layout_has_no_edge_through_a_box_and_reads_at_full_screen(engine):
+    model, loss = vae_loss()
+    picture = draw_graph(loss, module=model, engine=engine)
+    geometry = picture.geometry()
+    assert picture.engine == engine
+    assert edges_through_boxes(geometry) == []
+    assert geometry.fullscreen_font_px >= 14
+    # Layered left to right: every edge ends right of where it starts, and the loss is the rightmost box.
+    assert len(geometry.edges) >= 25
+    for _, _, path in geometry.edges:
+        assert path[-1][0] > path[0][0]
+    root = max(geometry.boxes, key=lambda name: geometry.boxes[name][0])
+    assert root == f"n{len(picture.nodes) - 1}" and picture.nodes[-1].kind == "output"
+
+
+@pytest.mark.parametrize("name", ["iwae", "cvae", "dae", "bvae", "vqvae", "madevae"])
+def test_every_models_loss_graph_has_no_edge_through_a_box(name):
+    model = build_model(name, 16, 2, [8, 8], Generator(0), num_classes=3)
+    x = (np.random.default_rng(0).random((4, 16)) > 0.5).astype("float32")
+    loss = model.loss(x, np.arange(4) % 3, Generator(1))["loss"]
+    for engine in ENGINES:
+        picture = draw_graph(loss, module=model, engine=engine)
+        assert edges_through_boxes(picture.geometry()) == [], (name, engine)
+        assert not any(n.label == "parameter" for n in picture.nodes)  # every parameter by its name
+
+
+def test_the_box_crossing_check_finds_a_crossing():
+    boxes = {"a": (0, 0, 10, 10), "b": (50, 0, 60, 10), "c": (25, -5, 35, 15)}
+    through = Geometry(100, 20, 16, boxes, [("a", "b", [(10, 5), (50, 5)])])
+    around = Geometry(100, 20, 16, boxes, [("a", "b", [(10, 5), (20, 20), (40, 20), (50, 5)])])
+    assert edges_through_boxes(through) == [("a", "b", "c")]
+    assert edges_through_boxes(around) == []
+    assert through.fullscreen_font_px == pytest.approx(16 * 1920 / 100 if 1920 / 100 < 1080 / 20 else 16 * 54)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_names_constants_noise_and_stochastic_style_appear_in_png_and_svg(engine, tmp_path):
+    model, loss = vae_loss()
+    picture = draw_graph(loss, tmp_path / "graph.svg", module=model, engine=engine)
+    svg = open(picture, encoding="utf-8").read()  # the picture is os.PathLike once saved
+    for text in ("encoder.mu.weight", "decoder.net.2.bias", "ε ~ N(0, I)", "rsample", "stochastic node",
+                 "double red border"):
+        assert text in svg.replace("&#45;", "-"), text
+    assert "input" in svg and ">1<" in svg.replace(" ", "")  # β = 1 by its value
+    png = draw_graph(loss, tmp_path / "graph.png", module=model, engine=engine)
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    dot = open(mv.draw_graph(loss, str(tmp_path / "graph.dot"))).read()
-    assert dot.startswith("digraph") and "rsample" in dot and "->" in dot
+    kinds = {n.label: n.kind for n in picture.nodes}
+    assert kinds["rsample"] == "stochastic" and kinds["ε ~ N(0, I)"] == "noise" and kinds["1"] == "constant"
+    assert kinds["encoder.body.0.weight"] == "parameter"
 
 
-def test_draw_graph_rejects_unknown_extension(tmp_path):
-    import pytest
+def test_dot_source_marks_stochastic_nodes_and_noise():
+    dot = mv.graphview.to_dot(small_vae_loss())
+    stochastic = [line for line in dot.splitlines() if "rsample" in line]
+    assert stochastic and "peripheries=2" in stochastic[0]
+    noise = [line for line in dot.splitlines() if "ε" in line]
+    assert noise and "dashed" in noise[0]
+    assert "rankdir=LR" in dot and "legend:" in dot
 
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_jupyter_reprs(engine):
+    picture = draw_graph(small_vae_loss(), engine=engine)
+    assert picture.path is None
+    assert "<svg" in picture._repr_svg_()
+    assert picture._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(TypeError, match="not saved"):
+        open(picture)
+
+
+def test_values_small_in_full_large_as_statistics_and_the_noise_is_the_sample_noise():
+    rng = Generator(3)
+    mu = mv.tensor(np.zeros((2, 3)), requires_grad=True, dtype="float64")
+    logvar = mv.tensor(np.zeros((2, 3)), requires_grad=True, dtype="float64")
+    z = mv.Normal(mu, logvar).rsample(rng=rng)
+    big = mv.tensor(np.arange(20.0).reshape(4, 5), dtype="float64", requires_grad=True)
+    loss = (z * z).sum() + big.sum()
+    nodes = {n.label: n for n in mv.graphview._nodes(loss, "value")}
+    eps = nodes["ε ~ N(0, I)"]
+    assert eps.detail.startswith("value [[") and f"{z.eps[0, 0]:.3f}"[:5] in eps.detail  # 6 numbers: in full
+    summed = [n for n in nodes.values() if n.kind == "parameter" and n.shape == (4, 5)][0]
+    assert "mean 9.5" in summed.detail and "min 0 max 19" in summed.detail  # 20 numbers: statistics
+    np.testing.assert_array_equal(z.numpy(), z.eps)  # mu = 0, sd = 1: drawing changed no number
+
+
+def test_gradients_after_backward():
+    w = mv.tensor([[2.0]], requires_grad=True, dtype="float64")
+    w.name = "w"
+    x = mv.tensor(np.full((1, 1), 3.0), dtype="float64")
+    x.name = "x"
+    y = x @ w
+    loss = (y * y).sum()  # y = 6: d/dy = 2y = 12, d/dw = x · 12 = 36
+    retain_grads(loss)
+    loss.backward(retain_graph=True)
+    nodes = {n.label: n for n in mv.graphview._nodes(loss, "grad")}
+    assert nodes["w"].detail == "grad [[36.]]"
+    assert nodes["matmul"].detail == "grad [[12.]]"
+    assert nodes["x"].detail == "no gradient (data)"
+    assert "grad [[36.]]" in draw_graph(loss, contents="grad", engine="matplotlib")._repr_svg_()
+    retained_nothing = (x @ w).sum()
+    retained_nothing.backward(retain_graph=True)
+    assert {n.label: n.detail for n in mv.graphview._nodes(retained_nothing, "grad")}["matmul"] == (
+        "no gradient kept (see retain_grads)")
+
+
+def test_a_freed_graph_and_bad_arguments_are_one_line_errors(tmp_path):
+    w = mv.tensor([1.0, 2.0], requires_grad=True)
+    loss = (w * w).sum()
     with pytest.raises(ValueError, match=r"\.png, \.svg, \.pdf or \.dot"):
-        mv.draw_graph(small_vae_loss(), str(tmp_path / "graph.jpg"))
+        draw_graph(loss, str(tmp_path / "graph.jpg"))
+    with pytest.raises(ValueError, match="contents must be one of shape, value, grad"):
+        draw_graph(loss, contents="values")
+    with pytest.raises(ValueError, match="engine must be one of"):
+        draw_graph(loss, engine="tikz")
+    with pytest.raises(TypeError, match="expected a Tensor"):
+        draw_graph(np.ones(3))
+    loss.backward()
+    with pytest.raises(ValueError, match="already freed"):
+        draw_graph(loss)
+    assert not list(tmp_path.iterdir())  # nothing written by a refused call
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(OSError, match=r"draw_graph: cannot write .*file/graph.png"):
+        draw_graph(small_vae_loss(), tmp_path / "file" / "graph.png")
+    assert (tmp_path / "file").read_text() == "mine" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_draw_graph_writes_dot_and_a_zero_d_graph(tmp_path):
+    dot = open(draw_graph(small_vae_loss(), str(tmp_path / "graph.dot"))).read()
+    assert dot.startswith("digraph") and "rsample" in dot and "->" in dot
+    scalar = mv.tensor(2.0, requires_grad=True) * 3.0  # a 0-d graph with a constant operand
+    for engine in ENGINES:
+        picture = draw_graph(scalar, engine=engine)
+        assert [n.kind for n in picture.nodes] == ["parameter", "constant", "output"]
+        assert edges_through_boxes(picture.geometry()) == []
+    assert re.search(r'label="3\\n\(\) float32"', mv.graphview.to_dot(scalar))

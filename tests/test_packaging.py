@@ -92,6 +92,9 @@ def test_the_built_wheel_works_in_a_fresh_venv_beside_a_courses_own_kernels_and_
          cwd=tmp_path, env=env)
     top_level = [p.name for p in inner.iterdir() if p.is_dir() and not p.name.endswith((".dist-info", "__pycache__"))]
     assert top_level == ["minivae"], f"the wheel installs top-level {top_level}"
+    # The explorer's page is package data: `minivae explore` serves it from the installed package.
+    static = inner / "minivae" / "explore" / "static"
+    assert sorted(p.name for p in static.iterdir()) == ["page.css", "page.html", "page.js"]
 
     # 3. A course folder with its own kernels/ and derivations/ packages: cwd comes first on sys.path.
     course = tmp_path / "course"
@@ -107,6 +110,11 @@ def test_the_built_wheel_works_in_a_fresh_venv_beside_a_courses_own_kernels_and_
     assert "15_vjp_rules" in listing and "01_losses_as_likelihoods" in listing
     shown = _run([str(python), "-m", "minivae", "derive", "05", "--show"], cwd=course, env=env)
     assert shown.startswith("# 5. The KL divergence") and "Eq. 5.1" in shown
+    # The exercises ship in the wheel: a stub to hand out, a reference solution the grader passes.
+    _run([str(venv / "bin" / "minivae"), "exercise", "start", "kl", "work"], cwd=course, env=env)
+    assert (course / "work" / "kl.py").read_text().startswith('"""Exercise `kl`')
+    graded = _run([str(venv / "bin" / "minivae"), "exercise", "check", "kl", "--solution"], cwd=course, env=env)
+    assert "(all pass)" in graded
 
     # 4. The CUDA-simulator kernel tests against the installed minivae.kernels (a quick subset).
     out = _run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "tile_constants or accumulate_with_bias or empty_k or rejects_bad",

@@ -17,9 +17,11 @@ import pathlib
 
 import numpy as np
 import pytest
+import threadpoolctl
 
 import minivae as mv
 from minivae import ops, providers
+from minivae.kernels import threads
 from minivae.providers import base, cpu, cuda, reference
 
 RNG = np.random.default_rng(0)
@@ -303,3 +305,65 @@ def test_bce_sum_second_backward_recomputes_what_the_first_consumed(name):
         l.grad = None
         loss.backward()
         np.testing.assert_allclose(l.grad, first, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------ the threaded CPU paths
+
+
+
+@pytest.mark.parametrize("count", [1, 2])
+@pytest.mark.parametrize("rows", [8, 256])  # 8 x 784: one piece (under the threshold); 256 x 784: 4 pieces
+def test_cpu_provider_on_one_and_two_threads_below_and_above_the_threshold(rows, count, monkeypatch):
+    """The step's threaded methods give the reference's numbers whether or not they split."""
+    monkeypatch.setattr(threads, "_CPUS", max(threads._CPUS, 2))  # two threads even on a one-CPU runner
+    dtype = "float32"
+    shape = (rows, 784)
+    assert (len(threads.piece_bounds(*shape[:1], rows * 784)) > 1) == (rows * 784 >= 2 * threads.MIN_PIECE)
+    logits, target = _arr(shape, dtype, 4.0), RNG.uniform(0, 1, shape).astype(dtype)
+    g, x, w, b = _arr(shape, dtype), _arr((rows, 20), dtype), _arr((20, 784), dtype, 0.3), _arr((784,), dtype)
+    with threadpoolctl.threadpool_limits(count):
+        assert threads.thread_count() == count
+        values, saved = cpu.PROVIDER.bce_logits(logits, target)
+        _assert_same(values, REF.bce_logits(logits, target)[0], dtype)
+        _assert_same(cpu.PROVIDER.bce_logits_row_sums(logits, target)[0], REF.bce_logits_row_sums(logits, target)[0],
+                     dtype)
+        grad_sum = np.broadcast_to(np.float32(0.5), shape)  # the stride-0 gradient of a sum
+        _assert_same(cpu.PROVIDER.bce_logits_grad(logits, target, saved, grad_sum),
+                     REF.bce_logits_grad(logits, target, None, grad_sum), dtype)
+        product = cpu.PROVIDER.matmul(x, w, bias=b)
+        _assert_same(product, REF.matmul(x, w, bias=b), dtype)
+        y = cpu.PROVIDER.activation("relu", product, 0.0)
+        _assert_same(y, REF.activation("relu", product, 0.0), dtype)
+        _assert_same(cpu.PROVIDER.activation_grad("relu", g, y, 0.0), REF.activation_grad("relu", g, y, 0.0), dtype)
+        got_u, got_b = cpu.PROVIDER.activation_grad_bias("relu", g, y, 0.0)
+        want_u, want_b = REF.activation_grad_bias("relu", g, y, 0.0)
+        _assert_same(got_u, want_u, dtype)
+        np.testing.assert_allclose(got_b, want_b, rtol=1e-5, atol=1e-5)  # a sum of `rows` terms, other order
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_foreach_optimizers_match_the_reference_with_awkward_parameters(momentum):
+    """Contiguous parameters go to one compiled call, a strided view and a float64 one the
+    per-parameter path; all end where the reference's per-parameter NumPy puts them."""
+    def model():
+        base = np.linspace(-1, 1, 24, dtype="float32").reshape(4, 6)
+        params = [np.linspace(-2, 2, 600, dtype="float32").reshape(20, 30), base[:, ::2],
+                  np.array(0.5, "float32"), np.linspace(0, 1, 7)]  # the last is float64
+        grads = [np.cos(np.arange(p.size, dtype="float64")).reshape(p.shape).astype(p.dtype) for p in params]
+        return params, grads, base
+
+    results = {}
+    for provider in (cpu.PROVIDER, REF):
+        params, grads, base = model()
+        velocities = [None] * len(params)
+        ms, vs = [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]
+        for step in (1, 2, 3):
+            provider.sgd_foreach(params, grads, velocities, 0.1, momentum, 0.01)
+            provider.adam_foreach(params, grads, ms, vs, 0.01, 0.9, 0.999, 1e-8, step, 0.1)
+        results[provider.name] = params, velocities, ms, vs, base
+    for got, want in zip(results[cpu.PROVIDER.name], results[REF.name]):
+        for a, b in zip(got if isinstance(got, list) else [got], want if isinstance(want, list) else [want]):
+            if b is None:
+                assert a is None
+            else:
+                _assert_same(a, b, str(b.dtype))

@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "minivae.cli.derive",  # derive
     "minivae.cli.estimators",  # estimators
     "minivae.cli.lab",  # lab decoders
+    "minivae.cli.explore",  # explore
+    "minivae.cli.exercise",  # exercise list | start | check (the course autograder)
 )
 
 

@@ -22,13 +22,18 @@ from minivae.training.likelihood import importance_log_likelihoods
 # =============================================================================
 
 
-def _load(command: str, args: argparse.Namespace):
+def load_run_or_report(command: str, args: argparse.Namespace):
     """(config, model, checkpoint) of ``args.run_dir``, or None after printing a one-line error."""
     from minivae.nn import StateDictError
     from minivae.providers.backend import BackendError
     from minivae.training.data import DataError
+    from minivae.training.runfolder import training_in_progress
     from minivae.training.trainer import CheckpointError, load_run
 
+    if training_in_progress(args.run_dir):
+        print(f"minivae {command}: error: {args.run_dir}: a training run is still writing this folder (it holds "
+              "the folder's lock); wait for it to end, then try again", file=sys.stderr)
+        return None
     try:
         set_backend(args.backend)
         return load_run(args.run_dir, data_dir=args.data_dir, download=args.download)
@@ -86,7 +91,7 @@ def _write_into(command: str, args: argparse.Namespace, default: Path, replaceab
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    loaded = _load("eval", args)
+    loaded = load_run_or_report("eval", args)
     if loaded is None:
         return 2
     config, model, ckpt = loaded
@@ -148,7 +153,7 @@ def _eval(args: argparse.Namespace, config, model, ckpt, out: Path) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    loaded = _load("sample", args)
+    loaded = load_run_or_report("sample", args)
     if loaded is None:
         return 2
     config, model, _ = loaded

@@ -22,16 +22,18 @@ from __future__ import annotations
 
 import argparse
 
-from minivae.cli.evaluate import cmd_eval, cmd_sample
+from minivae.cli.evaluate import cmd_eval, cmd_sample, load_run_or_report
 from minivae.cli.options import (
     HELP,
     add_backend,
+    error,
+    single_threaded_blas,
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
 )
-from minivae.cli.train import DEMO_EPOCHS, cmd_demo, cmd_train
+from minivae.cli.train import DEMO, DEMO_EPOCHS, cmd_demo, cmd_train
 from minivae.models.checks import gradcheck_model
 
 
@@ -169,3 +171,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", choices=sorted(MODELS), help="which model")
     p.add_argument("--seed", type=non_negative_int, default=0, help=seed_help)
     p.set_defaults(func=cmd_gradcheck)
+
+
+# Shared with the other command modules (minivae.cli.explore, exercise) and benchmarks/profile_demo.py,
+# so a run is loaded, and its errors and flags read, exactly as for eval.
+__all__ = ["DEMO", "DEMO_EPOCHS", "HELP", "add_backend_flag", "add_data_source_flags", "load_run_or_report",
+           "non_negative_int", "positive_int", "register", "report_error", "single_threaded_blas"]
+report_error = error
+add_backend_flag = add_backend
+add_data_source_flags = _add_data_source

@@ -89,3 +89,14 @@ class Provider(Protocol):
     def adam(self, param: Array, grad: Array, m: Array, v: Array, lr: float, beta1: float, beta2: float,
              eps: float, step: int, weight_decay: float) -> None:
         """One Adam step, in place on ``param``, ``m`` and ``v`` (see :class:`minivae.optim.Adam`)."""
+
+    def adam_foreach(self, params: list[Array], grads: list[Array], ms: list[Array], vs: list[Array], lr: float,
+                     beta1: float, beta2: float, eps: float, step: int, weight_decay: float) -> None:
+        """``adam`` on every (param, grad, m, v) of the lists: a whole model's update in as few
+        calls as the provider can make (PyTorch's "foreach" idea)."""
+
+    def sgd_foreach(self, params: list[Array], grads: list[Array], velocities: list[Array | None], lr: float,
+                    momentum: float, weight_decay: float) -> None:
+        """SGD in place on every parameter (see :class:`minivae.optim.SGD`):
+        d = g + λ·θ;  v ← μ·v + d;  θ ← θ - lr·v  (θ ← θ - lr·d when μ = 0). A ``None`` in
+        ``velocities`` starts as d itself (v ← d): the provider stores the new array there."""

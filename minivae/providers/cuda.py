@@ -278,6 +278,15 @@ class CudaKernels(ReferenceProvider):
         kc.adam_update(param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay, decoupled=False,
                        stream=self._stream())
 
+    def adam_foreach(self, params, grads, ms, vs, lr, beta1, beta2, eps, step, weight_decay):
+        """One Adam launch per parameter (one launch for all of them is still to be written)."""
+        for param, grad, m, v in zip(params, grads, ms, vs):
+            self.adam(param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay)
+
+    def sgd_foreach(self, params, grads, velocities, lr, momentum, weight_decay):
+        """No SGD kernel of ours: the reference's array expressions (CuPy's kernels on a GPU)."""
+        super().sgd_foreach(params, grads, velocities, lr, momentum, weight_decay)
+
 
 #: The provider the "custom" kernel set gives CuPy arrays (CuPy bound on first use).
 PROVIDER = CudaKernels()
@@ -296,7 +305,7 @@ AUTO_CHOICES: dict[str, dict[str, str]] = {
     method: {"small": "custom", "large": "custom"}
     for method in ("column_sum", "activation", "activation_grad", "activation_grad_bias", "reparam",
                    "reparam_grad_logvar", "kl_rows", "kl_grads", "bce_logits", "bce_logits_row_sums",
-                   "bce_logits_grad", "adam")
+                   "bce_logits_grad", "adam", "adam_foreach", "sgd_foreach")
 }
 AUTO_CHOICES["matmul"] = {"small": "vendor", "large": "vendor"}
 #: rows of the first argument up to which a call counts as "small" (a batch of <= 128)
@@ -359,6 +368,14 @@ class AutoProvider:
 
     def adam(self, param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay):
         return self._pick("adam", param).adam(param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay)
+
+    def adam_foreach(self, params, grads, ms, vs, lr, beta1, beta2, eps, step, weight_decay):
+        return self._pick("adam_foreach", params[0]).adam_foreach(params, grads, ms, vs, lr, beta1, beta2, eps,
+                                                                   step, weight_decay)
+
+    def sgd_foreach(self, params, grads, velocities, lr, momentum, weight_decay):
+        return self._pick("sgd_foreach", params[0]).sgd_foreach(params, grads, velocities, lr, momentum,
+                                                                 weight_decay)
 
 
 _AUTO: AutoProvider | None = None

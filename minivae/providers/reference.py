@@ -132,5 +132,22 @@ class ReferenceProvider:
         denom += eps
         param -= (lr / (1 - beta1**step)) * (m / denom)
 
+    def adam_foreach(self, params, grads, ms, vs, lr, beta1, beta2, eps, step, weight_decay):
+        for param, grad, m, v in zip(params, grads, ms, vs):
+            self.adam(param, grad, m, v, lr, beta1, beta2, eps, step, weight_decay)
+
+    def sgd_foreach(self, params, grads, velocities, lr, momentum, weight_decay):
+        for i, (param, g) in enumerate(zip(params, grads)):
+            if weight_decay:
+                g = g + weight_decay * param
+            if momentum:
+                if velocities[i] is None:
+                    velocities[i] = g.copy()
+                else:
+                    velocities[i] *= momentum
+                    velocities[i] += g
+                g = velocities[i]
+            param -= lr * g
+
 
 PROVIDER = ReferenceProvider()

@@ -453,3 +453,27 @@ class RunFolder:
 def _names(paths: list[Path], most: int = 3) -> str:
     names = ", ".join(p.name for p in paths[:most])
     return names + (f" and {len(paths) - most} more" if len(paths) > most else "")
+
+
+def training_in_progress(path: str | os.PathLike) -> bool:
+    """Whether a training run holds ``path``'s lock now (for readers such as eval and explore).
+
+    Probed with a shared, non-blocking lock that is dropped at once: it fails exactly
+    while a training holds the exclusive one.
+    """
+    path = Path(path)
+    if fcntl is None or not path.is_dir():
+        return False
+    if str(path.resolve()) in _HELD:  # this process is training there
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's shared lock
+    return False
