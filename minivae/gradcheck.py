@@ -104,8 +104,11 @@ def gradcheck(
         named = list(inputs.named_parameters())
         call = lambda: fn()  # noqa: E731
     else:
+        if not isinstance(inputs, (Tensor, list, tuple)):  # a bare array would be iterated row by row
+            raise TypeError(f"gradcheck: inputs is a {type(inputs).__name__}, expected a minivae Tensor, a list of "
+                            "them or a Module; wrap arrays as Tensor(x, requires_grad=True) in float64")
         tensors = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-        named = [(t.name or f"input[{i}]", t) for i, t in enumerate(tensors)]
+        named = [(getattr(t, "name", None) or f"input[{i}]", t) for i, t in enumerate(tensors)]
         call = lambda: fn(*tensors)  # noqa: E731
     for name, t in named:
         if not isinstance(t, Tensor):

@@ -272,11 +272,15 @@ def write_figures(
     out_dir: str | os.PathLike,
     seed: int = 0,
 ) -> list[Path]:
-    """Every figure that applies to ``model``; returns the paths written."""
+    """Every figure that applies to ``model``; returns the paths written. A model of your own
+    (the protocol in :class:`~minivae.training.trainer.Trainer`) gets those its methods allow:
+    loss curves always, reconstructions with ``encode`` and ``decode``, samples with ``sample``."""
     out_dir = Path(out_dir)
     rng = Generator(seed)
     model.eval()
-    written = [plot_reconstructions(model, test, out_dir / "reconstructions.png")]
+    written = []
+    if hasattr(model, "encode") and hasattr(model, "decode"):
+        written.append(plot_reconstructions(model, test, out_dir / "reconstructions.png"))
     if hasattr(model, "fit_prior"):  # VQ-VAE: the prior over codes is fitted after training
         model.fit_prior(train.x)
     if hasattr(model, "codebook_report"):
@@ -285,7 +289,7 @@ def write_figures(
         written.append(plot_samples(model, rng, test.image_shape, out_dir / "samples.png", data=train))
     # The manifold decodes a continuous grid: meaningless for binary codes the decoder never sees in between.
     if (getattr(model, "latent", None) == 2 and test.image_shape is not None and not getattr(model, "conditional", False)
-            and not _discrete_latents(model)):
+            and hasattr(model, "decode") and not _discrete_latents(model)):
         written.append(plot_latent_manifold(model, test.image_shape, out_dir / "latent_manifold.png"))
     if hasattr(model, "encode"):
         written.append(plot_latent_scatter(model, test, out_dir / "latent_scatter.png"))
