@@ -138,8 +138,7 @@ def train_one(
     started = time.perf_counter()
     for _ in range(config.epochs):
         for xb, _ in batches(train, config.batch_size, rng=rng):
-            model.step = optimizer.steps
-            loss = model.loss(xb, None, rng)["loss"]
+            loss = model.loss(xb, None, rng, step=optimizer.steps)["loss"]
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -37,18 +37,12 @@ import numpy as np
 
 from minivae import ops
 from minivae.distributions import Normal
-from minivae.labs.estimators import (
-    LearnedBaseline,
-    MovingAverageBaseline,
-    gaussian_log_prob,
-    gaussian_score,
-    leave_one_out_baseline,
-    optimal_control_variate,
-    score_function_surrogate,
-)
+from minivae.labs.estimators import gaussian_log_prob, gaussian_score, optimal_control_variate
 from minivae.nn import Linear, Module, ReLU, Sequential
 from minivae.optim import Adam
+from minivae.providers.reference import stable_sigmoid
 from minivae.random import Generator
+from minivae.stochastic import LearnedBaseline, MovingAverageBaseline, leave_one_out_baseline, score_function_surrogate
 from minivae.tensor import Tensor, no_grad
 
 FUNCTIONS = ("quadratic", "sin", "net", "bernoulli")
@@ -98,10 +92,6 @@ def gauss_hermite_expectation(h: Callable[[np.ndarray], np.ndarray], m: np.ndarr
     w = w / math.sqrt(2 * math.pi)
     values = h(m[..., None] + s[..., None] * x)  # (..., n)
     return (values * w).sum(-1), (values * w * x).sum(-1)
-
-
-def _log_sigmoid(v: np.ndarray) -> np.ndarray:
-    return -np.logaddexp(0.0, -v)
 
 
 def make_problem(name: str, dim: int, seed: int = 0) -> Problem:
@@ -155,7 +145,7 @@ def make_problem(name: str, dim: int, seed: int = 0) -> Problem:
     def f(z: Tensor) -> Tensor:
         return -ops.bce_with_logits(z, Tensor(np.broadcast_to(x, z.shape), dtype=z.dtype)).sum(axis=-1)
 
-    a, b = gauss_hermite_expectation(lambda u: x[:, None] - 1.0 / (1.0 + np.exp(-u)), mu, sigma)
+    a, b = gauss_hermite_expectation(lambda u: x[:, None] - stable_sigmoid(np, u), mu, sigma)
     # ∂/∂mu E[h(mu + σε)] = E[h'(z)];  ∂/∂σ = E[h'(z) ε]
     return Problem(name, mu, sigma, f, a, b, {"x": x})
 
