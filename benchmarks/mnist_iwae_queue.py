@@ -240,16 +240,22 @@ def signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(runner_pid: int):
     """In the child, before exec: get SIGTERM when the runner dies, however it dies (Linux),
     and take the stop signals again (the child inherits the runner's blocked set)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    try:
-        import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the runner's own SIGINT/SIGTERM handler still stops the children
+    def preexec() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return  # not Linux: the runner's own SIGINT/SIGTERM handler still stops the children
+        if os.getppid() != runner_pid:  # the runner died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def versions() -> dict[str, str | None]:
@@ -282,7 +288,7 @@ def start(run: Run, settings: exp.Settings, data_dir: Path, work: Path) -> Child
     with open(log, "w") as fh:
         proc = subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=exp.ROOT, env=child_env(), start_new_session=True,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=_die_with_parent(os.getpid()))
     return Child(run, proc, scratch, log, command, time.perf_counter(),
                  time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
@@ -343,7 +349,9 @@ def run_queue(args) -> int:
         queue_lock = locked(args.work / "queue", wait=False).__enter__()
     except BlockingIOError:
         raise QueueError(f"another runner holds {args.work}/queue.lock; it is working on this queue already")
-    old = {s: signal.signal(s, _raise_interrupted) for s in STOP_SIGNALS}
+    # SIGHUP too, unless it is ignored: under nohup a closed terminal must not stop the queue
+    handled = [s for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+    old = {s: signal.signal(s, _raise_interrupted) for s in handled}
     running: list[Child] = []
     failed: list[str] = []
     try:
@@ -438,6 +446,7 @@ def report_rows(data: dict[str, Any], extra_seeds: bool = False, cells: tuple[tu
             if rec is not None:
                 row[fw] = {"nll": rec["test_nll"], "sem": rec["test_nll_sem"], "neg_elbo": rec["test_neg_elbo"],
                            "active_units": rec["active_units"], "wall_s": rec["runner"]["wall_s"],
+                           "commit": (rec.get("commit") or "?")[:7],
                            "above_paper": rec["test_nll"] - row["paper"]}
         seeds = {s: r for (fw, m, kk, s), r in records.items() if (fw, m, kk) == ("minivae", model, k) and k == 50}
         if len(seeds) > 1:
@@ -454,7 +463,7 @@ def markdown_table(rows: list[dict]) -> str:
     def cell(row, fw, key, fmt):
         return fmt.format(row[fw][key]) if fw in row else "missing"
 
-    lines = ["| model | k | paper | PyTorch | minivae | minivae − PyTorch (paired) | minivae above paper "
+    lines = ["| model | k | paper | PyTorch | minivae | minivae − PyTorch (paired) | above paper PT / mv "
              "| -ELBO PT / mv | active units PT / mv | wall min PT / mv |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -465,7 +474,7 @@ def markdown_table(rows: list[dict]) -> str:
         gap = f"{r['gap']:+.2f}" if "gap" in r else "–"
         wall = [f"{r[fw]['wall_s'] / 60:.0f}" if fw in r else "missing" for fw in ("torch", "minivae")]
         lines.append(f"| {r['model'].upper()} | {r['k']} | {r['paper']:.2f} | {cell(r, 'torch', 'nll', '{:.2f}')} | "
-                     f"{mv} | {gap} | {cell(r, 'minivae', 'above_paper', '{:+.2f}')} | "
+                     f"{mv} | {gap} | {cell(r, 'torch', 'above_paper', '{:+.2f}')} / {cell(r, 'minivae', 'above_paper', '{:+.2f}')} | "
                      f"{cell(r, 'torch', 'neg_elbo', '{:.2f}')} / {cell(r, 'minivae', 'neg_elbo', '{:.2f}')} | "
                      f"{cell(r, 'torch', 'active_units', '{}')} / {cell(r, 'minivae', 'active_units', '{}')} | "
                      f"{wall[0]} / {wall[1]} |")
@@ -487,6 +496,8 @@ def targets(rows: list[dict]) -> list[str]:
     gaps = [f"{r['model'].upper()} k={r['k']} {r['gap']:+.2f} {'within' if abs(r['gap']) <= GAP_TARGET else 'OUTSIDE'}"
             for r in rows if "gap" in r and not (r["k"] == 1 and r["model"] == "vae")]
     lines.append(f"paired gap (target |gap| <= {GAP_TARGET} nats): " + ("; ".join(gaps) if gaps else "no pair yet"))
+    commits = sorted({r[fw]["commit"] for r in rows for fw in FRAMEWORKS if fw in r})
+    lines.append(f"model code at commit(s): {', '.join(commits) if commits else '-'}")
     return lines
 
 
@@ -559,8 +570,27 @@ def report(args) -> int:
 # -----------------------------------------------------------------------------
 
 
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """Bad arguments: one line on stderr, exit 2 (argparse would add the usage)."""
+        self.exit(2, f"mnist_iwae_queue: {message}\n")
+
+
+def next_utc(hh_mm: str, p: argparse.ArgumentParser) -> float:
+    """The next time the UTC clock shows HH:MM (today, or tomorrow if that has passed)."""
+    try:
+        hh, mm = (int(v) for v in hh_mm.split(":"))
+        if not (0 <= hh < 24 and 0 <= mm < 60):
+            raise ValueError
+    except ValueError:
+        p.error(f"--deadline: expected HH:MM (UTC, 00:00 to 23:59), got {hh_mm!r}")
+    now = time.gmtime()
+    at = calendar.timegm((now.tm_year, now.tm_mon, now.tm_mday, hh, mm, 0))
+    return at if at > time.time() else at + 86400
+
+
 def parse_args(argv: list[str] | None):
-    p = argparse.ArgumentParser(description="The 40-pass MNIST queue of issue 25: run, resume, report.")
+    p = OneLineParser(description="The 40-pass MNIST queue of issue 25: run, resume, report.")
     p.add_argument("--dry-run", action="store_true", help="list the runs still to do, with a time estimate")
     p.add_argument("--report", action="store_true", help="the README table and the figure from the results JSON")
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the one results JSON (appended to)")
@@ -573,7 +603,7 @@ def parse_args(argv: list[str] | None):
                    help="which frameworks (default both)")
     p.add_argument("--extra-seeds", action="store_true", help=f"also seeds {EXTRA_SEEDS} for minivae at k = 50")
     p.add_argument("--deadline", default=None,
-                   help="HH:MM UTC (today): start no run whose estimate would end after it")
+                   help="HH:MM UTC (the next one): start no run whose estimate would end after it")
     p.add_argument("--poll", type=float, default=5.0, help=argparse.SUPPRESS)
     # a smaller schedule, for tests and for proving the pipeline; its own results file, please
     for name in ("stages", "train_images", "eval_images", "curve_images", "k_eval"):
@@ -594,12 +624,7 @@ def parse_args(argv: list[str] | None):
                                  curve_images=min(args.curve_images, args.eval_images), k_eval=args.k_eval,
                                  curve_at="stage")
     if args.deadline is not None:
-        try:
-            hh, mm = (int(v) for v in args.deadline.split(":"))
-            now = time.gmtime()
-            args.deadline = calendar.timegm((now.tm_year, now.tm_mon, now.tm_mday, hh, mm, 0))
-        except ValueError:
-            p.error(f"--deadline: expected HH:MM (UTC), got {args.deadline!r}")
+        args.deadline = next_utc(args.deadline, p)
     return args
 
 

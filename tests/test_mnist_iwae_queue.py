@@ -123,6 +123,19 @@ def test_a_broken_results_file_is_an_error_and_is_kept(tmp_path, idx, capsys):
     assert results.read_text() == '{"settings": {}, "runs": ['
 
 
+def test_deadline_starts_no_run_that_would_end_after_it(tmp_path, idx, capsys):
+    soon = time.gmtime(time.time() + 120)  # 1-2 minutes away; the run's estimate is about 45 minutes
+    args = TINY + ["--k-eval", "20000000"] + paths(tmp_path, idx)
+    assert q.estimate_s(q.Run("minivae", "iwae", 1, 0), q.parse_args(args).settings) > 1000
+    assert q.main(args + ["--deadline", f"{soon.tm_hour:02d}:{soon.tm_min:02d}"]) == 0
+    assert "would not end before --deadline; not started" in capsys.readouterr().out
+    assert not (tmp_path / "r.json").exists() and not list((tmp_path / "work").glob("*-seed0"))
+    with pytest.raises(SystemExit) as stop:
+        q.main(args + ["--deadline", "24:00"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "--deadline: expected HH:MM" in err
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -131,13 +144,14 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _start_runner(tmp_path: Path, idx: Path, k_eval: str) -> tuple[subprocess.Popen, list[int]]:
+def _start_runner(tmp_path: Path, idx: Path, k_eval: str, nohup: bool = False) -> tuple[subprocess.Popen, list[int]]:
     """A runner whose two children are slow (a huge L_k at the first curve point); returns it
     and its children's pids once both are training."""
     args = TINY + ["--k-eval", k_eval, "--cells", "iwae:1", "vae:5"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH.parent), os.environ.get("PYTHONPATH", "")])}
     runner = subprocess.Popen([sys.executable, str(BENCH / "mnist_iwae_queue.py"), *args, *paths(tmp_path, idx)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                              preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None)
     claims = [tmp_path / "work" / f"minivae-{c}-seed0" / f".minivae-{c}.claim" for c in ("iwae-k1", "vae-k5")]
     for _ in range(600):  # the children write their pid when they take the run (wait for both)
         if all(c.exists() and c.read_text() for c in claims):
@@ -148,7 +162,11 @@ def _start_runner(tmp_path: Path, idx: Path, k_eval: str) -> tuple[subprocess.Po
 
 
 def test_sigterm_stops_the_children_and_discards_their_partial_runs(tmp_path, idx):
-    runner, pids = _start_runner(tmp_path, idx, k_eval="3000000")
+    runner, pids = _start_runner(tmp_path, idx, k_eval="3000000", nohup=True)
+    # started under nohup (SIGHUP ignored): a closed terminal does not stop the queue
+    runner.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    assert runner.poll() is None and all(_alive(pid) for pid in pids)
     # a second runner on the same queue refuses (one line, exit 2) instead of doubling the work
     second = subprocess.run([sys.executable, str(BENCH / "mnist_iwae_queue.py"), *TINY, *paths(tmp_path, idx)],
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(BENCH.parent)})
@@ -199,8 +217,8 @@ def test_report_on_a_partial_file_names_the_missing_runs(tmp_path, capsys):
              if line.startswith("| ") and "---" not in line}
     # k = 1 ran once and fills both rows; the paired gap is the mean per-image difference
     for model in ("VAE", "IWAE"):
-        assert "| 101.75 | 101.00 | -0.75 | +14.24 |" in lines[f"{model} 1"]
-    assert "missing | 95.50 (seeds 0,10: 95.50–97.00) | – | +10.72 |" in lines["IWAE 50"]
+        assert "| 101.75 | 101.00 | -0.75 | +14.99 / +14.24 |" in lines[f"{model} 1"]
+    assert "missing | 95.50 (seeds 0,10: 95.50–97.00) | – | missing / +10.72 |" in lines["IWAE 50"]
     assert lines["VAE 5"].count("missing") >= 4
     missing = [line for line in out.splitlines() if line.startswith("still missing")]
     assert len(missing) == 1
