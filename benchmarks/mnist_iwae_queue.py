@@ -472,9 +472,10 @@ def markdown_table(rows: list[dict]) -> str:
             s = r["minivae_seeds"]
             mv += f" (seeds {','.join(map(str, s['seeds']))}: {s['min']:.2f}–{s['max']:.2f})"
         gap = f"{r['gap']:+.2f}" if "gap" in r else "–"
-        wall = [f"{r[fw]['wall_s'] / 60:.0f}" if fw in r else "missing" for fw in ("torch", "minivae")]
+        wall = [f"{r[fw]['wall_s'] / 60:.1f}" if fw in r else "missing" for fw in ("torch", "minivae")]
         lines.append(f"| {r['model'].upper()} | {r['k']} | {r['paper']:.2f} | {cell(r, 'torch', 'nll', '{:.2f}')} | "
-                     f"{mv} | {gap} | {cell(r, 'torch', 'above_paper', '{:+.2f}')} / {cell(r, 'minivae', 'above_paper', '{:+.2f}')} | "
+                     f"{mv} | {gap} | {cell(r, 'torch', 'above_paper', '{:+.2f}')} / "
+                     f"{cell(r, 'minivae', 'above_paper', '{:+.2f}')} | "
                      f"{cell(r, 'torch', 'neg_elbo', '{:.2f}')} / {cell(r, 'minivae', 'neg_elbo', '{:.2f}')} | "
                      f"{cell(r, 'torch', 'active_units', '{}')} / {cell(r, 'minivae', 'active_units', '{}')} | "
                      f"{wall[0]} / {wall[1]} |")

@@ -208,8 +208,9 @@ def _fake_run(framework: str, model: str, k: int, seed: int, nll: list[float]) -
 
 def test_report_on_a_partial_file_names_the_missing_runs(tmp_path, capsys):
     args = q.parse_args(["--stages", "2", "--results", str(tmp_path / "r.json"), "--extra-seeds"])
-    for entry in (_fake_run("minivae", "iwae", 1, 0, [100.0, 102.0]), _fake_run("torch", "iwae", 1, 0, [101.0, 102.5]),
-                  _fake_run("minivae", "iwae", 50, 0, [95.0, 96.0]), _fake_run("minivae", "iwae", 50, 10, [97.0, 97.0])):
+    entries = (_fake_run("minivae", "iwae", 1, 0, [100.0, 102.0]), _fake_run("torch", "iwae", 1, 0, [101.0, 102.5]),
+               _fake_run("minivae", "iwae", 50, 0, [95.0, 96.0]), _fake_run("minivae", "iwae", 50, 10, [97.0, 97.0]))
+    for entry in entries:
         q.append_run(args.results, args.settings, entry)
     assert q.report(args) == 0
     out = capsys.readouterr().out
