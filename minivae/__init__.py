@@ -23,8 +23,8 @@ class _SourceCheckoutFinder(importlib.abc.MetaPathFinder):
     installed distribution maps them to ``minivae.kernels`` and ``minivae.derivations``
     (``package-dir`` in pyproject.toml), so that no generic top-level name is installed.
     A source checkout (``PYTHONPATH=.`` or ``python -m pytest`` from the repository root)
-    has no ``minivae/kernels/`` folder: this finder, asked last, serves those two names
-    from the repository's folders. Installed copies never reach it.
+    has no ``minivae/kernels/`` folder: this finder serves those two names from the
+    folders beside the package that was imported. Installed copies never install it.
     """
 
     FOLDERS = {f"{__name__}.kernels": "kernels", f"{__name__}.derivations": "derivations"}
@@ -45,7 +45,9 @@ def _serve_the_checkout_folders() -> None:
     if (here / "kernels").is_dir() or not (here.parent / "kernels" / "__init__.py").is_file():
         return  # an installed package (the folders are inside it) or no checkout beside it
     if not any(isinstance(f, _SourceCheckoutFinder) for f in sys.meta_path):
-        sys.meta_path.append(_SourceCheckoutFinder(here.parent))
+        # First: an editable install's finder elsewhere in sys.meta_path may map these names to
+        # another checkout (the one it was installed from) than the one this minivae came from.
+        sys.meta_path.insert(0, _SourceCheckoutFinder(here.parent))
 
 
 _serve_the_checkout_folders()  # before the engine imports minivae.kernels
@@ -101,11 +103,15 @@ from minivae.ops import (  # the ops a course reaches for beyond the layers abov
     min, minimum, ne, one_hot, sign, silu, square, squeeze, stack, std, unsqueeze, var, where,
 )
 from minivae.tensor import AnomalyError, GraphFreedError, Tensor, detect_anomaly, is_grad_enabled, no_grad, tensor
+from minivae.numerics import NumericWarning
+from minivae import numerics
+
+numerics.install()  # NumPy's floating-point warnings name the op and your line (see minivae/numerics.py)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnomalyError", "GradcheckError", "GradcheckReport", "GraphFreedError", "Normal", "Tensor",
+    "AnomalyError", "GradcheckError", "GradcheckReport", "GraphFreedError", "Normal", "NumericWarning", "Tensor",
     "abs", "add", "astype", "backend", "bce_with_logits", "bce_with_logits_sum", "clip", "concat", "cos", "detect_anomaly", "distributions",
     "div", "draw_graph", "exp", "get_backend", "get_kernels", "getitem", "gradcheck", "graph_summary", "is_grad_enabled",
     "kl_normal_standard", "leaky_relu", "linear", "log", "log_softmax", "logsumexp", "losses", "matmul",

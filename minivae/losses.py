@@ -62,7 +62,21 @@ def _check_probabilities(name: str, target: Any) -> None:
     if backend.is_gpu_array(data):
         return
     values = backend.numpy.asarray(data)
-    if values.size and not (values.min() >= 0 and values.max() <= 1):  # also False for NaN
+    if values.dtype.kind in "fc" and values.size:
+        nan = backend.numpy.isnan(values)
+        if nan.any():
+            first = tuple(int(i) for i in backend.numpy.argwhere(nan)[0])
+            rows = ""
+            if values.ndim > 1:  # which examples (rows) hold one: where to look in the data
+                bad = backend.numpy.flatnonzero(nan.reshape(len(values), -1).any(axis=1))
+                listed = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+                rows = f" in {len(bad)} of {len(values)} rows ({listed})"
+            raise ValueError(
+                f"{name}: the target contains NaN: {int(nan.sum())} of {values.size} values{rows}, the first at "
+                f"index {first} of shape {values.shape}; the data has NaN before the loss (check its loading "
+                "and normalisation, e.g. a division by zero)"
+            )
+    if values.size and not (values.min() >= 0 and values.max() <= 1):
         raise ValueError(
             f"{name}: targets must lie in [0, 1] (Bernoulli probabilities), got values from "
             f"{values.min()} to {values.max()} in a target of shape {values.shape}"

@@ -26,10 +26,17 @@ from minivae.tensor import Tensor, canonical_dtype
 
 
 class Parameter(Tensor):
-    """A tensor that a Module owns and an optimizer updates (requires_grad=True)."""
+    """A tensor that a Module owns and an optimizer updates (requires_grad=True).
+
+    Attached to a module, it takes its dotted name in the model (``p.name == "enc.0.weight"``,
+    the name ``named_parameters()`` and ``state_dict()`` use), so error messages,
+    ``graph_summary`` and ``draw_graph`` say which parameter they mean. A name given
+    explicitly (``Parameter(data, name="codebook")``) is kept.
+    """
 
     def __init__(self, data: Any, dtype: Any = None, name: str | None = None) -> None:
         super().__init__(data, requires_grad=True, dtype=dtype, name=name)
+        self._named_by_module = name is None
 
 
 class StateDictError(KeyError):
@@ -59,6 +66,16 @@ class Module:
         elif isinstance(value, Module):
             self._modules[name] = value
         object.__setattr__(self, name, value)
+        if isinstance(value, (Parameter, Module)):
+            self._name_parameters()
+
+    def _name_parameters(self) -> None:
+        """Give every parameter below this module its dotted name from here. Attaching this
+        module to a parent later renames them from the parent (``0.weight`` -> ``enc.0.weight``),
+        so the outermost module's names win, as in ``named_parameters()``."""
+        for dotted, p in self.named_parameters():
+            if getattr(p, "_named_by_module", False):
+                p.name = dotted
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")

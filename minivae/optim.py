@@ -18,12 +18,7 @@ class Optimizer:
     """Holds the parameters to update and their per-parameter state."""
 
     def __init__(self, params: Iterable[Tensor], lr: float) -> None:
-        self.params = [p for p in params]
-        if not self.params:
-            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
-        for i, p in enumerate(self.params):
-            if not isinstance(p, Tensor) or not p.requires_grad:
-                raise TypeError(f"{type(self).__name__}: parameter {i} is not a tensor that requires grad")
+        self.params = _parameter_list(type(self).__name__, params)
         _check_number(type(self).__name__, "learning rate", lr, positive=True)
         self.lr = float(lr)
         self.steps = 0
@@ -67,7 +62,7 @@ class Optimizer:
                     if tuple(state[key].shape) != p.shape:
                         raise ValueError(
                             f"{type(self).__name__}.load_state_dict: {key} has shape {tuple(state[key].shape)}, "
-                            f"parameter {i} has shape {p.shape}"
+                            f"parameter {i} ({p.name or 'unnamed'}) has shape {p.shape}"
                         )
                     buffers[i] = backend.to_backend(state[key], dtype=p.dtype).copy()
                 else:
@@ -83,6 +78,28 @@ def _check_number(owner: str, name: str, value: Any, positive: bool = False) -> 
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         need = "positive and finite" if positive else "finite and >= 0"
         raise ValueError(f"{owner}: {name} must be {need}, got {value}")
+
+
+def _parameter_list(name: str, params: Any) -> list[Tensor]:
+    """The parameters as a list, or an error that names the usual fix (``model.parameters()``)."""
+    fix = f"pass {name}(model.parameters(), lr=...)"
+    if isinstance(params, Tensor):
+        raise TypeError(f"{name}: got one tensor {params.shape}, not a list of parameters; {fix}, or {name}([t], lr=...)")
+    if callable(getattr(params, "parameters", None)):
+        raise TypeError(f"{name}: got the model itself ({type(params).__name__}), not its parameters; {fix}")
+    if isinstance(params, (str, bytes, dict)) or not hasattr(params, "__iter__"):
+        raise TypeError(f"{name}: params must be an iterable of tensors, got {type(params).__name__}; {fix}")
+    found = list(params)
+    if not found:
+        raise ValueError(f"{name}: got an empty parameter list; {fix} (a model whose parameters exist)")
+    for i, p in enumerate(found):
+        if isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], Tensor):
+            raise TypeError(f"{name}: parameter {i} is a (name, tensor) pair from named_parameters(); {fix}")
+        if not isinstance(p, Tensor) or not p.requires_grad:
+            what = type(p).__name__ if not isinstance(p, Tensor) else "a tensor that does not require grad"
+            raise TypeError(f"{name}: parameter {i} ({getattr(p, 'name', None) or what}) is not a tensor that "
+                            f"requires grad; {fix}")
+    return found
 
 
 class SGD(Optimizer):

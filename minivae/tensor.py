@@ -51,12 +51,19 @@ def is_grad_enabled() -> bool:
     return _grad_enabled.get()
 
 
+def is_anomaly_enabled() -> bool:
+    """True inside :func:`detect_anomaly` (in this thread / task)."""
+    return _anomaly_mode.get()
+
+
 @contextlib.contextmanager
 def detect_anomaly() -> Iterator[None]:
     """Check every op's output and every backward gradient for NaN/Inf.
 
     The first op that produces a non-finite value raises :class:`AnomalyError`
-    naming the op and its input shapes. Slow: for debugging only.
+    naming the op and its input shapes; so does a NumPy floating-point report
+    (overflow, divide by zero, invalid value) inside an op (:mod:`minivae.numerics`).
+    Slow: for debugging only.
     """
     token = _anomaly_mode.set(True)
     try:
@@ -210,13 +217,50 @@ class Tensor:
         return self._parents
 
     def numpy(self):
-        """The values as a NumPy array (a copy for GPU tensors)."""
+        """The values as a NumPy array (a copy for GPU tensors), with or without a gradient:
+        the explicit conversion. (PyTorch refuses ``.numpy()`` on a tensor that requires
+        grad; minivae refuses only the implicit ``np.asarray(t)``, see :mod:`minivae.interop`.)"""
         return backend.to_numpy(self.data)
 
     def item(self) -> float:
+        """The value of a one-element tensor (any shape) as a Python float, as in PyTorch."""
+        return self._one_value("item()")
+
+    def tolist(self) -> Any:
+        """The values as nested Python lists of floats (a float for a 0-d tensor), as in PyTorch."""
+        return backend.to_numpy(self.data).tolist()
+
+    def _one_value(self, what: str) -> float:
         if self.data.size != 1:
-            raise ValueError(f"item: only a one-element tensor has an item; this one has shape {self.shape}")
+            raise ValueError(
+                f"{what}: only a one-element tensor converts to a Python number; this one has shape "
+                f"{self.shape} ({self.size} elements). Reduce it first (.sum(), .mean()) or index one element"
+            )
         return float(self.data.reshape(-1)[0])
+
+    # -- Python and NumPy conversions (the rules: minivae/interop.py) -------------
+    def __float__(self) -> float:
+        return self._one_value("float(tensor)")
+
+    def __int__(self) -> int:
+        return int(self._one_value("int(tensor)"))  # truncates toward zero, as int(2.7) and PyTorch do
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(
+                f"bool(tensor): the truth value of a tensor with {self.size} elements (shape {self.shape}) is "
+                "ambiguous; use (t != 0).any() / .all() on the comparison, or compare one element"
+            )
+        return bool(self.data.reshape(-1)[0])
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None):
+        return interop.as_array(self, dtype, copy)
+
+    def __array_ufunc__(self, ufunc, method: str, *inputs, **kwargs):
+        return interop.array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return interop.array_function(func, args, kwargs)
 
     def detach(self) -> "Tensor":
         """The same values, cut from the graph (shares memory)."""
@@ -239,8 +283,13 @@ class Tensor:
         return f"Tensor({self.numpy()!r}, dtype={self.dtype}{grad}{op})"
 
     def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor (it has no first axis); use t.size or t.item()")
         return self.shape[0]
 
+    # == and != are elementwise (below), so a tensor's hash cannot follow its values: it is its
+    # identity, which keeps tensors usable as dict keys and set members (the engine's own
+    # bookkeeping and optimizers rely on it; dicts and sets compare by `is` before `==`).
     def __hash__(self) -> int:
         return id(self)
 
@@ -298,7 +347,8 @@ class Tensor:
                 else:
                     pg, pg_owned = _fit_to(pg, parent, node, i, upstream=g)
                 if anomaly:
-                    _check_finite(pg, f"backward of '{node.op}' (gradient for input {i})", node._parents)
+                    _check_finite(pg, f"backward of '{node.op}' (gradient for input {i}, {describe(parent)})",
+                                  node._parents)
                 key = id(parent)
                 entry = pending.get(key)
                 if entry is not None:
@@ -357,12 +407,13 @@ def _fit_to(pg: Any, parent: Tensor, node: Tensor, index: int, upstream: Any) ->
         fresh = True
         if pg.shape != parent.data.shape:
             raise RuntimeError(
-                f"backward of '{node.op}': gradient for input {index} has shape {pg.shape}, "
+                f"backward of '{node.op}': gradient for input {index} ({describe(parent)}) has shape {pg.shape}, "
                 f"which does not reduce to the input's shape {parent.shape}"
             )
     if pg.dtype != parent.data.dtype:
         raise TypeError(
-            f"backward of '{node.op}': gradient for input {index} is {pg.dtype}, but the input is {parent.dtype}"
+            f"backward of '{node.op}': gradient for input {index} ({describe(parent)}) is {pg.dtype}, "
+            f"but the input is {parent.dtype}"
         )
     return pg, fresh
 
@@ -431,10 +482,16 @@ def _freed_message(node: Tensor) -> str:
     )
 
 
+def describe(t: Tensor) -> str:
+    """How messages name a tensor: ``enc.0.weight (4, 8)`` when it has a name (a module's
+    parameters take theirs when attached), else its shape."""
+    return f"{t.name} {t.shape}" if t.name else str(t.shape)
+
+
 def _check_finite(a: Any, where: str, inputs: Sequence[Tensor]) -> None:
     xp = backend.array_module(a)
     if not bool(xp.all(xp.isfinite(a))):
-        shapes = ", ".join(str(p.shape) for p in inputs) or "none"
+        shapes = ", ".join(describe(p) for p in inputs) or "none"
         kinds = []
         if bool(xp.any(xp.isnan(a))):
             kinds.append("NaN")
@@ -462,3 +519,5 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
         out.data = out.data.copy()
     return out
 
+
+from minivae import interop  # noqa: E402  (it imports Tensor; __array__ and friends call into it)

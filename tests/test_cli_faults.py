@@ -3,7 +3,6 @@ flag or the file, the right exit code, and nothing on disk changed."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -208,3 +207,40 @@ def test_sigterm_and_sighup_stop_eval_with_a_message_and_the_shell_code(run, tmp
     assert {k: v for k, v in after.items() if k != "minivae-run.json"} == \
         {k: v for k, v in before.items() if k != "minivae-run.json"}
     assert "eval.json" not in json.loads(after["minivae-run.json"])["files"]  # listed, not written: pruned
+
+
+def _mnist_of_size(folder: Path, rows: int, cols: int) -> None:
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for prefix, n in (("train", 300), ("t10k", 10)):
+        D.write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, rows, cols), dtype=np.uint8))
+        D.write_idx(folder / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n, dtype=np.uint8))
+
+
+def test_zero_pixel_images_name_the_file_not_a_layer(tmp_path, capsys):
+    _mnist_of_size(tmp_path / "empty", 0, 5)
+    assert main(["train", "vae", "--data", "mnist", "--data-dir", str(tmp_path / "empty"), "--epochs", "1",
+                 "--out", str(tmp_path / "run"), *TINY]) == 2
+    line = one_line(capsys.readouterr().err, "train-images-idx3-ubyte", "0x5 pixels")
+    assert "Linear" not in line
+
+
+def test_data_of_another_size_is_not_called_another_architecture(tmp_path, capsys):
+    _mnist_of_size(tmp_path / "six", 6, 6)
+    _mnist_of_size(tmp_path / "eight", 8, 8)
+    out = tmp_path / "run"
+    assert main(["train", "vae", "--data", "mnist", "--data-dir", str(tmp_path / "six"), "--epochs", "1",
+                 "--out", str(out), *TINY]) == 0
+    for command in (["eval", str(out), "--k", "2"], ["train", "vae", "--data", "mnist", "--epochs", "2",
+                                                      "--out", str(out), *TINY, "--resume"]):
+        assert main([*command, "--data-dir", str(tmp_path / "eight")]) == 2
+        line = one_line(capsys.readouterr().err, "trained on data of another size", "--data-dir")
+        assert "another architecture" not in line
+
+
+def test_gradcheck_given_raw_arrays_says_what_it_expects():
+    from minivae import gradcheck
+
+    for inputs, named in (([np.ones(3)], "input[0] is a ndarray"), (np.ones(3), "inputs is a ndarray")):
+        with pytest.raises(TypeError, match="gradcheck: " + named.replace("[", r"\[").replace("]", r"\]")):
+            gradcheck(lambda a: (a * a).sum(), inputs)

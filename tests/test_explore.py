@@ -388,7 +388,7 @@ def test_a_run_still_training_and_a_broken_checkpoint_get_the_same_errors_as_eva
         explore, evaluate = explore_and_eval_errors(copy)
     for done, command in ((explore, "explore"), (evaluate, "eval")):
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-        assert done.stderr.startswith(f"minivae {command}: error: {copy}: a training run is still writing")
+        assert done.stderr.startswith(f"minivae {command}: error: {copy}: another minivae process is using this folder")
     (copy / "checkpoint.npz").write_bytes(b"PK\x03\x04 not really a zip")
     explore, evaluate = explore_and_eval_errors(copy)
     assert explore.returncode == evaluate.returncode == 2

@@ -97,3 +97,33 @@ def test_module_without_super_init_gets_clear_error():
 
     with pytest.raises(AttributeError, match="super\\(\\).__init__"):
         Broken()
+
+
+def test_parameters_take_their_dotted_names_when_attached_and_messages_use_them(tmp_path):
+    class Tiny(mv.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = mv.nn.Sequential(mv.nn.Linear(3, 4, rng=mv.random.Generator(0)), mv.nn.ReLU())
+            self.scale = mv.nn.Parameter(np.ones(4, dtype=np.float32))
+            self.fixed = mv.nn.Parameter(np.ones(4, dtype=np.float32), name="my_scale")  # explicit: kept
+
+    model = Tiny()
+    assert model.enc[0].weight.name == "enc.0.weight" and model.enc[0].bias.name == "enc.0.bias"
+    assert model.scale.name == "scale" and model.fixed.name == "my_scale"
+    assert sorted(p.name for p in model.parameters()) == ["enc.0.bias", "enc.0.weight", "my_scale", "scale"]
+    outer = mv.nn.Sequential(model)  # attached again, deeper: the outermost names win
+    assert model.enc[0].weight.name == "0.enc.0.weight" == dict(outer.named_parameters())["0.enc.0.weight"].name
+
+    model = Tiny()
+    loss = (model.enc(mv.tensor(np.ones((2, 3), dtype=np.float32))) * model.scale).sum()
+    summary = mv.graph_summary(loss)
+    assert "enc.0.weight" in summary and "enc.0.bias" in summary and "scale" in summary
+    mv.draw_graph(loss, str(tmp_path / "g.dot"))
+    dot = (tmp_path / "g.dot").read_text()
+    assert 'label="enc.0.weight\\n(3, 4)' in dot and 'label="scale\\n(4,)' in dot
+
+    with pytest.raises(ValueError, match=r"does not fit weight of shape \(3, 4\) \(enc\.0\.weight\)"):
+        model.enc(mv.tensor(np.ones((2, 5), dtype=np.float32)))
+    model.scale.data[...] = np.inf  # an Inf parameter (1 * inf raises no NumPy flag): the anomaly names it
+    with mv.detect_anomaly(), pytest.raises(mv.AnomalyError, match=r"input shapes: \(2, 4\), scale \(4,\)"):
+        mv.tensor(np.ones((2, 4), dtype=np.float32)) * model.scale

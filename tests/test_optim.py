@@ -1,5 +1,7 @@
 """Optimizers against their update formulas, clipping, and state round trips."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -105,6 +107,22 @@ def test_sgd_rejects_nan_settings():
         optim.SGD([param([1.0])], lr=float("nan"))
     with pytest.raises(ValueError, match="SGD: momentum must be finite"):
         optim.SGD([param([1.0])], lr=0.1, momentum=float("nan"))
+
+
+def _optimizers():
+    return sorted(mv.optim.Optimizer.__subclasses__(), key=lambda c: c.__name__)
+
+
+@pytest.mark.parametrize("cls", _optimizers(), ids=lambda c: c.__name__)
+def test_every_optimizer_given_the_model_or_a_tensor_names_model_parameters(cls):
+    model = mv.nn.Linear(3, 2, rng=mv.random.Generator(0))
+    assert len(_optimizers()) >= 2
+    for wrong, what in ((model, "the model itself (Linear)"), (model.weight, "one tensor (3, 2)"),
+                        (model.named_parameters(), "(name, tensor) pair"), (3, "got int")):
+        with pytest.raises(TypeError, match=rf"{cls.__name__}: .*{re.escape(what)}.*model\.parameters\(\)"):
+            cls(wrong, lr=0.1)
+    kept = cls(model.parameters(), lr=0.1).params
+    assert len(kept) == 2 and all(a is b for a, b in zip(kept, model.parameters()))
 
 
 def _two_layer(seed):

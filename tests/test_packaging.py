@@ -120,3 +120,10 @@ def test_the_built_wheel_works_in_a_fresh_venv_beside_a_courses_own_kernels_and_
     out = _run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "tile_constants or accumulate_with_bias or empty_k or rejects_bad",
                 str(REPO / "tests" / "kernels" / "test_cuda_matmul.py")], cwd=course, env=env, timeout=300)
     assert " passed" in out and "failed" not in out
+
+
+def test_python_dash_m_minivae_is_the_minivae_command():
+    done = subprocess.run([sys.executable, "-m", "minivae", "derive"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "05_kl_gaussians" in done.stdout

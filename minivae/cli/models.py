@@ -291,12 +291,13 @@ def _load(command: str, args: argparse.Namespace):
     from minivae.nn import StateDictError
     from minivae.providers.backend import BackendError
     from minivae.training.data import DataError
-    from minivae.training.runfolder import training_in_progress
+    from minivae.training.runfolder import folder_in_use
     from minivae.training.trainer import CheckpointError, load_run
 
-    if training_in_progress(args.run_dir):
-        print(f"minivae {command}: error: {args.run_dir}: a training run is still writing this folder (it holds "
-              "the folder's lock); wait for it to end, then try again", file=sys.stderr)
+    if folder_in_use(args.run_dir):
+        print(f"minivae {command}: error: {args.run_dir}: another minivae process is using this folder (a "
+              "training still writing it, or an eval or sample writing into it: it holds the folder's lock); wait for "
+              "it to end, then try again", file=sys.stderr)
         return None
     try:
         _set_backend(args.backend)
@@ -441,7 +442,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         label = args.label
     # Never the training's samples.png: a name of its own, refused if it exists (unless --overwrite).
     name = f"samples-n{args.n}-seed{args.seed}" + (f"-label{label}" if label is not None else "") + ".png"
-    if args.out and not Path(args.out).is_dir() and Path(args.out).suffix.lower().lstrip(".") not in ("png", "pdf", "svg"):
+    suffix = Path(args.out).suffix.lower().lstrip(".") if args.out else "png"
+    if suffix not in ("png", "pdf", "svg") and not Path(args.out).is_dir():
         return _error("sample", f"--out {args.out}: a picture is written as .png, .pdf or .svg (by the suffix); "
                                 f"got {Path(args.out).suffix or 'no suffix'}")
     checked = _output("sample", args, Path(args.run_dir) / name, replaceable=False)

@@ -47,20 +47,32 @@ from minivae.ops.reductions import log_softmax, logsumexp, max, mean, min, softm
 from minivae.ops.shape import (
     astype, broadcast_to, concat, expand, flatten, getitem, reshape, squeeze, stack, transpose, unsqueeze,
 )
+from minivae.providers import backend
 from minivae.tensor import Tensor
 
 # Helpers for modules that build their own ops (distributions, losses, a course's exercises).
 HELPERS = ("array_module", "as_tensor", "binary_operands")
 
 
+def _or_not_implemented(compare):
+    """``x == other`` as ``compare`` for numeric operands; NotImplemented (Python then uses identity) otherwise."""
+    def method(self, other):
+        numeric = isinstance(other, (Tensor, int, float, list, tuple, backend.numpy.ndarray, backend.numpy.number))
+        return compare(self, other) if numeric or backend.is_gpu_array(other) else NotImplemented
+    method.__name__ = f"__{compare.__name__}__"
+    return method
+
+
 def install_tensor_operators() -> None:
     """Give :class:`~minivae.tensor.Tensor` its operators and methods, each a call into an op.
 
     Done here, once (``minivae/__init__.py`` calls it), because ``tensor.py`` sits below
-    the ops: an op needs ``Tensor``, and ``x + y`` needs the op. ``==`` and ``!=`` are
-    left out on purpose: they keep Python's identity meaning, so tensors can sit in
-    lists, sets and dicts (``p in params``); use ``mv.eq`` / ``mv.ne`` for masks.
-    ``<``, ``<=``, ``>``, ``>=`` give boolean masks (no gradient).
+    the ops: an op needs ``Tensor``, and ``x + y`` needs the op. Comparisons give boolean
+    masks (no gradient), ``==`` and ``!=`` included, as in NumPy and PyTorch; against an
+    object that is not numeric (None, a string, a model) ``==`` answers NotImplemented, so
+    Python falls back to identity (False) instead of raising. ``hash`` stays identity
+    (``Tensor.__hash__``), so tensors still work as dict keys and set members; test
+    membership in a list by identity, ``any(p is q for q in params)``.
     """
     methods = {
         "__add__": add, "__radd__": lambda self, other: add(other, self),
@@ -71,6 +83,7 @@ def install_tensor_operators() -> None:
         "__matmul__": matmul, "__rmatmul__": lambda self, other: matmul(other, self),
         "__neg__": neg, "__abs__": abs,
         "__lt__": lt, "__le__": le, "__gt__": gt, "__ge__": ge,
+        "__eq__": _or_not_implemented(eq), "__ne__": _or_not_implemented(ne),
         "__getitem__": getitem,
         # methods: x.sum(axis) is ops.sum(x, axis), and so on
         "sum": sum, "mean": mean, "reshape": reshape, "transpose": transpose, "astype": astype,

@@ -28,13 +28,13 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
     x, weight = binary_operands("linear", x, weight)
     if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[0]:
         raise ValueError(
-            f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape}; "
+            f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape}{_named(weight)}; "
             f"expected input (..., {weight.shape[0] if weight.ndim == 2 else 'in'}) and weight (in, out)"
         )
     if bias is not None:
         _, bias = binary_operands("linear", weight, bias)
         if bias.shape != (weight.shape[1],):
-            raise ValueError(f"linear: bias has shape {bias.shape}, expected ({weight.shape[1]},)")
+            raise ValueError(f"linear: bias has shape {bias.shape}{_named(bias)}, expected ({weight.shape[1]},)")
     if activation is not None and activation not in ACTIVATION_NAMES:
         raise ValueError(f"linear: unknown activation {activation!r}; expected one of {sorted(ACTIVATION_NAMES)}")
     provider = provider_for(x.data)
@@ -58,3 +58,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
     parents = (x, weight) if bias is None else (x, weight, bias)
     out = y.reshape(x.shape[:-1] + (weight.shape[1],))
     return Tensor.from_op(out, parents, backward, "linear" if activation is None else f"linear+{activation}")
+
+
+def _named(t: Tensor) -> str:
+    """`` (enc.0.weight)`` for a named tensor (a module's parameter), else nothing."""
+    return f" ({t.name})" if getattr(t, "name", None) else ""

@@ -187,6 +187,12 @@ def load_checkpoint(
         model.load_state_dict(ckpt.params)
     except StateDictError as err:
         diff = config_differences(ckpt.config, config, ignore=ignore) if config is not None else []
+        if config is not None and not diff:  # the same settings: what differs is the data's size
+            raise StateDictError(
+                f"{path}: the run was trained on data of another size than the {config.get('data')} data found now"
+                + (f" in --data-dir {config['data_dir']}" if config.get("data_dir") else "")
+                + f" (the model's first and last layers do not match: {err}); pass the --data-dir of the run's data"
+            ) from err
         hint = ("\nsettings that differ from the saved run:\n  " + "\n  ".join(diff)) if diff else ""
         raise StateDictError(f"{path}: checkpoint of another architecture. {err}{hint}") from err
     try:

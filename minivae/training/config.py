@@ -21,6 +21,9 @@ IMAGE_DATA = ("digits", "mnist", "fashion-mnist")
 #: Settings that may change when a run is resumed: everything else must match,
 #: or the resumed run would not be a continuation of the saved one.
 RESUMABLE_KEYS = ("epochs", "backend", "data_dir", "download")
+#: ``model`` of a run whose model object was handed to the Trainer (``Trainer(config, out, model=m)``)
+#: rather than built from a registered name: it has no builder options and no likelihood choice.
+CUSTOM_MODEL = "custom"
 #: Decoder likelihoods of the models that take a ``likelihood`` option. A builder may
 #: declare its own with a ``likelihoods`` attribute (``builder.likelihoods = (...)``);
 #: a model without a ``likelihood`` option has none to choose.
@@ -85,8 +88,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` (naming the flag, e.g. ``--latent``) for a setting out of range."""
-        if self.model not in MODELS:
-            raise ConfigError(f"model: unknown {self.model!r}; registered models are: {', '.join(MODELS)}")
+        if self.model not in MODELS and self.model != CUSTOM_MODEL:
+            raise ConfigError(f"model: unknown {self.model!r}; registered models are: {', '.join(MODELS)} "
+                              f"(or {CUSTOM_MODEL!r} with Trainer(config, out_dir, model=your_model))")
         if self.data not in DATASET_NAMES:
             raise ConfigError(f"--data: unknown {self.data!r}; valid names are: {', '.join(DATASET_NAMES)}")
         positive = {"latent": self.latent, "epochs": self.epochs, "batch-size": self.batch_size, "k": self.k}
@@ -137,6 +141,8 @@ class TrainConfig:
 
     def model_kwargs(self, steps_per_epoch: int) -> dict[str, Any]:
         """The options of :func:`build_model` that this model takes, from these settings."""
+        if self.model == CUSTOM_MODEL:
+            return {}
         wanted = {
             "likelihood": self.likelihood,
             "beta": self.beta,

@@ -529,6 +529,9 @@ def load_mnist(
         raise DataError(f"{labels_path}: expected uint8 labels of shape (n,), got {labels.dtype} {labels.shape}")
     if len(images) == 0:
         raise DataError(f"{images_path}: the file holds 0 images (header shape {images.shape}); expected at least 1")
+    if images.shape[1] == 0 or images.shape[2] == 0:
+        raise DataError(f"{images_path}: the images are {images.shape[1]}x{images.shape[2]} pixels (header shape "
+                        f"{images.shape}); expected at least 1x1")
     if len(images) != len(labels):
         raise DataError(
             f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels; "

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter, a text bar in a terminal
 
 from minivae import losses
 from minivae.providers import backend

@@ -455,11 +455,12 @@ def _names(paths: list[Path], most: int = 3) -> str:
     return names + (f" and {len(paths) - most} more" if len(paths) > most else "")
 
 
-def training_in_progress(path: str | os.PathLike) -> bool:
-    """Whether a training run holds ``path``'s lock now (for readers such as eval and explore).
+def folder_in_use(path: str | os.PathLike) -> bool:
+    """Whether another minivae process holds ``path``'s lock now: a training, or an eval or sample
+    writing into the run (for readers such as eval and explore, before they load anything).
 
     Probed with a shared, non-blocking lock that is dropped at once: it fails exactly
-    while a training holds the exclusive one.
+    while someone holds the exclusive one.
     """
     path = Path(path)
     if fcntl is None or not path.is_dir():

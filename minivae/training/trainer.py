@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import itertools
 import json
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter, a text bar in a terminal
 
 from minivae.models import build_model
 from minivae.nn import Module
@@ -53,12 +54,12 @@ from minivae.training.checkpoint import (  # noqa: F401  (re-exported: the names
     CHECKPOINT, CHECKPOINT_FORMAT, Checkpoint, CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint,
 )
 from minivae.training.config import (  # noqa: F401
-    IMAGE_DATA, RESUMABLE_KEYS, ConfigError, TrainConfig, config_differences,
+    CUSTOM_MODEL, IMAGE_DATA, RESUMABLE_KEYS, ConfigError, TrainConfig, config_differences,
 )
 from minivae.training.data import (
     DataError, Dataset, batches, binarize, binarize_dataset, load_dataset, save_binarized,
 )
-from minivae.training.memory import check_fits, training_bytes
+from minivae.training.memory import MemoryEstimateError, check_fits, loading_bytes, training_bytes
 from minivae.training.runfolder import (  # noqa: F401
     RUN_OUTPUTS, RunFolder, RunFolderError, atomic_write_bytes, atomic_write_json, atomic_write_text,
 )
@@ -174,6 +175,24 @@ def load_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
 # =============================================================================
 
 
+#: What ``Trainer(config, out_dir, model=...)`` needs of a model (see :class:`Trainer`).
+MODEL_PROTOCOL = ("loss", "parameters", "train", "eval", "state_dict", "load_state_dict")
+
+
+def check_model_protocol(model: Any) -> None:
+    """A one-line error naming what a model handed to the Trainer lacks."""
+    missing = [name for name in MODEL_PROTOCOL if not callable(getattr(model, name, None))]
+    if missing or not hasattr(model, "training"):
+        missing += [] if hasattr(model, "training") else ["training (a flag)"]
+        raise TypeError(
+            f"Trainer(model=...): {type(model).__name__} lacks {', '.join(missing)}; a model needs loss(x, y, rng) "
+            "-> {'loss': tensor, ...} and the rest of the protocol in Trainer's docstring (subclass "
+            "minivae.nn.Module for parameters/train/eval/state_dict)"
+        )
+    if not model.parameters():
+        raise ValueError(f"Trainer(model=...): {type(model).__name__}.parameters() is empty: nothing to train")
+
+
 class Trainer:
     """Build the data, model and optimizer of a run, then ``fit()`` it epoch by epoch.
 
@@ -181,12 +200,37 @@ class Trainer:
     use it in a ``with`` block). ``resume=True`` continues from
     ``out_dir/checkpoint.npz`` and is an error when there is none; without it, a
     folder that holds a run is an error unless ``overwrite=True``, which first
-    removes the old run's files. ``threads`` caps BLAS threads while fitting.
+    removes the files the run's manifest lists (and nothing else; a non-empty folder
+    without a manifest is refused). ``threads`` caps BLAS threads while fitting.
+
+    **Your own model.** ``Trainer(config, out_dir, model=my_model)`` trains any object
+    with this small protocol (the built-in models follow it too), with the same run
+    folder, checkpoints, resume and metrics; ``config.model`` is recorded as ``"custom"``
+    and the config's data, epochs, batch size, lr and seed apply (its latent/hidden do not):
+
+    * ``loss(x, y, rng) -> dict[str, Tensor]``: one-element tensors, averaged over the
+      batch; ``"loss"`` is minimised, every entry is logged. ``x`` is a NumPy batch
+      (rows are examples), ``y`` its labels or None, ``rng`` a ``minivae.random.Generator``
+      for any noise (checkpointed, so resume is exact).
+    * ``parameters()``, ``train(mode=True)`` / ``eval()`` with a ``training`` flag, and
+      ``state_dict()`` / ``load_state_dict(state)`` for checkpoints: subclass
+      :class:`minivae.nn.Module` and these come with it.
+    * Optional, for the figures of :func:`minivae.training.figures.write_figures`:
+      ``encode(x, y)`` and ``decode(z, y)`` (reconstructions, latent scatter, and the latent
+      manifold when ``latent == 2``), ``sample(n, rng)`` (samples). The loss curves
+      need nothing.
+
+    To load such a run later, build the same model and call
+    :func:`~minivae.training.checkpoint.load_checkpoint` (``load_run`` knows only the
+    registered models).
 
     The checkpoint and metrics files are rewritten every ``save_every`` epochs and
     after the last one. By default that is every epoch for runs of up to 50 epochs
     and about 50 times in longer ones: each save rewrites the whole history, so
     saving after every one of hundreds of short epochs would cost more than training.
+    They are also saved after ``checkpoint_seconds`` of training since the last save
+    and when :meth:`request_stop` is called, at the next step boundary, even inside
+    an epoch (the checkpoint then records the position in it).
     """
 
     def __init__(
@@ -201,7 +245,14 @@ class Trainer:
         threads: int | None = 1,
         save_every: int | None = None,
         checkpoint_seconds: float = CHECKPOINT_SECONDS,
+        model: Any = None,
     ) -> None:
+        if model is not None:
+            check_model_protocol(model)
+            config = dataclasses.replace(config, model=CUSTOM_MODEL)  # what config.json records
+        elif config.model == CUSTOM_MODEL:
+            raise ConfigError(f"model {CUSTOM_MODEL!r}: pass the model object, Trainer(config, out_dir, model=...)")
+        self.custom_model = model
         self.config, self.out_dir = config, Path(out_dir)
         self.progress, self.log, self.threads = progress, log, threads
         if save_every is not None and save_every < 1:
@@ -234,19 +285,27 @@ class Trainer:
         backend.set_backend(config.backend)
         self.train_set, self.test_set = load_data(config)
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
-        samples = config.k if "k" in config.model_kwargs(1) else 1
-        check_fits(
-            training_bytes(self.train_set.dim, config.latent, config.hidden, config.batch_size, samples),
-            f"{config.model} with --latent {config.latent} --hidden {' '.join(map(str, config.hidden))}"
-            + (f" --k {config.k}" if samples > 1 else ""),
-        )
-
         root = Generator(config.seed)
         init_rng, self.rng = root.spawn(), root.spawn()
-        self.model = build_model(
-            config.model, self.train_set.dim, config.latent, config.hidden, init_rng,
-            num_classes=self.train_set.num_classes, **config.model_kwargs(self.steps_per_epoch),
-        )
+        if self.custom_model is not None:
+            self.model = self.custom_model
+        else:
+            options = config.model_kwargs(self.steps_per_epoch)
+            samples = config.k if "k" in options else 1
+            flags = {"k": "--k", "positions": "--positions", "codebook_size": "--codebook-size",
+                     "made_hidden": "--made-hidden"}
+            check_fits(
+                training_bytes(self.train_set.dim, config.latent, config.hidden, config.batch_size, samples,
+                               model=config.model, options=options, num_classes=self.train_set.num_classes),
+                f"{config.model} with --latent {config.latent} --hidden {' '.join(map(str, config.hidden))} "
+                f"--batch-size {config.batch_size}"
+                + "".join(f" {flag} {' '.join(map(str, v)) if isinstance(v, tuple) else v}"
+                          for name, flag in flags.items() if (v := options.get(name)) is not None),
+            )
+            self.model = build_model(
+                config.model, self.train_set.dim, config.latent, config.hidden, init_rng,
+                num_classes=self.train_set.num_classes, **config.model_kwargs(self.steps_per_epoch),
+            )
         self.optimizer = Adam(self.model.parameters(), lr=config.lr)
         self.epoch = self.saved_epoch = 0
         self.history: list[dict[str, Any]] = []
@@ -523,8 +582,20 @@ def load_run(
     config.download = bool(download)
     if data_dir is not None:
         config.data_dir = str(data_dir)
+    if config.model == CUSTOM_MODEL:
+        raise CheckpointError(
+            f"{run_dir} was trained with a model of your own (config model {CUSTOM_MODEL!r}): build that model and "
+            f"call minivae.training.checkpoint.load_checkpoint('{path}', model)"
+        )
     train_set, _ = load_data(config)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    try:  # a saved config may ask for anything (an edited checkpoint): check before allocating
+        check_fits(loading_bytes(config.model, train_set.dim, config.latent, config.hidden,
+                                 config.model_kwargs(steps_per_epoch), train_set.num_classes),
+                   f"{path}: the saved model ({config.model}, --latent {config.latent}, --hidden "
+                   f"{' '.join(map(str, config.hidden))})")
+    except MemoryEstimateError as err:
+        raise CheckpointError(str(err)) from None
     model = build_model(
         config.model, train_set.dim, config.latent, config.hidden, Generator(0),
         num_classes=train_set.num_classes, **config.model_kwargs(steps_per_epoch),
