@@ -391,8 +391,11 @@ def run_queue(args) -> int:
         for child in running:
             stop(child)
             say(f"interrupted ({e or 'SIGINT'}): discarded the partial run {child.run.id}")
+        running.clear()
         return 130
     finally:
+        for child in running:  # an unexpected error (a full disk, say): no child trains on unseen
+            stop(child)
         for s, handler in old.items():
             signal.signal(s, handler)
         queue_lock.__exit__()
@@ -641,6 +644,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_queue(args)
     except QueueError as e:
         print(f"mnist_iwae_queue: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a read-only or full results/work folder: say so, in one line
+        print(f"mnist_iwae_queue: cannot write {e.filename or 'a file'}: {e.strerror or e} "
+              "(the results file is unchanged)", file=sys.stderr)
         return 2
 
 

@@ -123,6 +123,17 @@ def test_a_broken_results_file_is_an_error_and_is_kept(tmp_path, idx, capsys):
     assert results.read_text() == '{"settings": {}, "runs": ['
 
 
+def test_a_read_only_work_folder_is_one_line_and_exit_2(tmp_path, idx, capsys):
+    if os.geteuid() == 0:  # root writes anyway: make the folder's place a file instead
+        (tmp_path / "work").write_text("not a folder")
+    else:
+        (tmp_path / "work").mkdir(mode=0o500)
+    assert q.main(TINY + paths(tmp_path, idx)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mnist_iwae_queue:" in err and "work" in err
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_deadline_starts_no_run_that_would_end_after_it(tmp_path, idx, capsys):
     soon = time.gmtime(time.time() + 120)  # 1-2 minutes away; the run's estimate is about 45 minutes
     args = TINY + ["--k-eval", "20000000"] + paths(tmp_path, idx)
