@@ -22,7 +22,7 @@ so this runner is built to be started, killed and started again:
   the children also die with the runner (Linux parent-death signal), so a
   ``kill -9`` of the runner leaves no orphan training behind.
 
-    nohup python benchmarks/mnist_iwae_queue.py > runs/mnist_iwae_queue.log 2>&1 &   # start or resume
+    mkdir -p runs && nohup python benchmarks/mnist_iwae_queue.py >> runs/mnist_iwae_queue.log 2>&1 &  # start/resume
     python benchmarks/mnist_iwae_queue.py --dry-run    # what remains, and what it costs
     python benchmarks/mnist_iwae_queue.py --report     # table + figure from the JSON (partial is fine)
 """
@@ -388,7 +388,16 @@ def run_queue(args) -> int:
                     say(f"FAILED {e}")
                     shutil.rmtree(child.scratch, ignore_errors=True)
     except (Interrupted, KeyboardInterrupt) as e:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # a second Ctrl-C must not cut the cleanup
         for child in running:
+            if child.proc.poll() == 0:  # it finished before we looked: keep it, it is complete
+                try:
+                    append_run(args.results, settings, collect(child, settings))
+                    say(f"interrupted ({e or 'SIGINT'}): kept the finished run {child.run.id}")
+                    shutil.rmtree(child.scratch, ignore_errors=True)
+                    continue
+                except QueueError:
+                    pass
             stop(child)
             say(f"interrupted ({e or 'SIGINT'}): discarded the partial run {child.run.id}")
         running.clear()
@@ -398,6 +407,7 @@ def run_queue(args) -> int:
             stop(child)
         for s, handler in old.items():
             signal.signal(s, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a second signal now acts as usual
         queue_lock.__exit__()
     left = remaining_runs(args)
     say(f"queue stopped: {len(left)} runs remain" + (f", failed this time: {', '.join(failed)}" if failed else ""))
@@ -646,8 +656,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mnist_iwae_queue: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a read-only or full results/work folder: say so, in one line
-        print(f"mnist_iwae_queue: cannot write {e.filename or 'a file'}: {e.strerror or e} "
-              "(the results file is unchanged)", file=sys.stderr)
+        where = f"cannot write {e.filename}: " if e.filename else ""
+        print(f"mnist_iwae_queue: {where}{e.strerror or e} (the results file is unchanged)", file=sys.stderr)
         return 2
 
 
