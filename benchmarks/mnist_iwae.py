@@ -248,8 +248,9 @@ def _figure(records: dict, first: dict, path: Path) -> None:
             runs = list(_seed_runs(records, fw, model, k).values())
             if not runs:
                 continue
-            epochs = [row["epoch"] for row in runs[0]["curve"]]
-            nll = np.mean([[row["curve_nll"] for row in r["curve"]] for r in runs], axis=0)
+            # the measured passes only (every pass, or the stage ends with --curve-at stage)
+            epochs = [row["epoch"] for row in runs[0]["curve"] if "curve_nll" in row]
+            nll = np.mean([[row["curve_nll"] for row in r["curve"] if "curve_nll" in row] for r in runs], axis=0)
             ax.plot(epochs, nll, "-o" if fw == "minivae" else "--x", color=colours[(model, k)], ms=4,
                     label=f"{model.upper()} k={k} ({fw}, {len(runs)} seeds)")
     s = first["settings"]
