@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter, a text bar in a terminal
 
 from minivae.models import importance_log_likelihood
 from minivae.random import Generator
