@@ -78,7 +78,7 @@ LR = 1e-3
 # ----------------------------------------------------------------------------
 # the step, many ways; each builder returns a zero-argument step function
 # ----------------------------------------------------------------------------
-def _set_kernel_set(name: str) -> None:
+def set_kernel_set(name: str) -> None:
     """Select minivae's kernel set (the public entry point moved between versions)."""
     try:
         from minivae.providers import set_kernels
@@ -176,11 +176,11 @@ def build_minivae_reference(batch: int, seed: int):
     step = build_minivae(batch, seed, spelling="user", optimizer="adam")
 
     def reference_step():
-        _set_kernel_set("reference")
+        set_kernel_set("reference")
         try:
             return step()
         finally:
-            _set_kernel_set("auto")
+            set_kernel_set("auto")
 
     return reference_step
 
@@ -459,7 +459,7 @@ def _prepare_libraries(family: str, threads: int) -> None:
 
         torch.set_num_threads(threads)
     if family == "numpy":
-        _set_kernel_set("auto")
+        set_kernel_set("auto")
         try:  # load numba (its import is ~100 MB) before the baseline, as torch is loaded for its rows
             import minivae.providers.cpu  # noqa: F401
         except ImportError:

@@ -94,6 +94,7 @@ class Settings:
     eval_rows: int = 20  # images per L_5000 pass ...
     eval_chunk: int = 100  # ... and samples per pass: eval_rows x eval_chunk decoder rows at once
     seed: int = 0
+    curve_at: str = "pass"  # the curve point (L_k_eval, -ELBO, active units) after every "pass" or "stage"
 
     @property
     def seeds(self) -> dict[str, int]:
@@ -106,6 +107,10 @@ class Settings:
     def schedule(self) -> list[dict[str, float]]:
         """[{stage, passes, lr}]: 3^i passes at 1e-3 · 10^(-i/7)."""
         return [{"stage": i, "passes": 3**i, "lr": 1e-3 * 10 ** (-i / 7)} for i in range(self.stages)]
+
+    def stage_ends(self) -> list[int]:
+        """The pass numbers (1-based, cumulative) at which each stage ends: 1, 4, 13, 40, ..."""
+        return [int(sum(3**j for j in range(i + 1))) for i in range(self.stages)]
 
     def epochs(self) -> list[float]:
         """The learning rate of every pass, in order."""
@@ -308,7 +313,8 @@ def run_one(adapter: Adapter, model: str, k: int, settings: Settings, data: Data
         last_pass_s = time.perf_counter() - t
         train_s += last_pass_s
         row = {"epoch": epoch, "lr": lr, "pass_s": round(last_pass_s, 2), "train_loss": total / n_batches}
-        if epoch < len(lrs):  # the last pass gets the full evaluation below
+        curve_point = settings.curve_at == "pass" or epoch in settings.stage_ends()
+        if epoch < len(lrs) and curve_point:  # the last pass gets the full evaluation below
             t = time.perf_counter()
             ll = adapter.log_likelihood(x_curve, settings.k_eval, settings.eval_rows, settings.eval_chunk,
                                         seeds["eval"], f"{tag} L_{settings.k_eval} (curve)")
@@ -360,6 +366,9 @@ def parse_args(framework: str, argv: list[str] | None = None):
     p.add_argument("--curve-images", type=int, default=Settings.curve_images)
     p.add_argument("--k-eval", type=int, default=Settings.k_eval)
     p.add_argument("--seed", type=int, default=Settings.seed)
+    p.add_argument("--curve-at", choices=("pass", "stage"), default=Settings.curve_at,
+                   help="measure the curve (L_k_eval on --curve-images, -ELBO, active units) after every pass "
+                        "or only at the end of each stage of the schedule")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "mnist_iwae-runs",
                    help="folder of the per-run records")
@@ -373,7 +382,7 @@ def parse_args(framework: str, argv: list[str] | None = None):
         p.exit(0, f"MNIST IDX files not found in {args.data_dir}; nothing to do (pass --data-dir)\n")
     args.settings = Settings(stages=args.stages, train_images=args.train_images, eval_images=args.eval_images,
                              curve_images=min(args.curve_images, args.eval_images), k_eval=args.k_eval,
-                             seed=args.seed)
+                             seed=args.seed, curve_at=args.curve_at)
     if args.stop_at:
         hh, mm = (int(v) for v in args.stop_at.split(":"))
         now = time.gmtime()

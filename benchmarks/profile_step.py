@@ -180,7 +180,7 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
     cpu_step = _load_cpu_step()
-    cpu_step._set_kernel_set(args.kernels)
+    cpu_step.set_kernel_set(args.kernels)
     report: dict = {"clock": args.clock, "batch": args.batch, "threads": args.threads, "spelling": args.spelling,
                     "optimizer": args.optimizer, "kernels": args.kernels, "machine": cpu_step.machine(),
                     "load_start": cpu_step.loadavg()}

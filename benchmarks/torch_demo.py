@@ -1,6 +1,6 @@
 """``minivae demo``'s training workload in PyTorch, and a side-by-side timing of the two.
 
-The workload of ``minivae demo`` (settings in ``minivae.cli.models.DEMO``): a VAE with a
+The workload of ``minivae demo`` (settings in ``minivae.cli.train.DEMO``): a VAE with a
 2-D latent space on the 8x8 digits (the same train/test split, 1437 / 360 images), encoder
 64 -> 256 ReLU -> 128 ReLU -> (mu, logvar) of 2, decoder 2 -> 256 ReLU -> 128 ReLU -> 64
 logits, Bernoulli likelihood (BCE with logits summed over pixels) + analytic KL, averaged
@@ -46,7 +46,7 @@ SAVE_EVERY_DIVISOR = 50  # the trainer saves about 50 times per run (every epoch
 
 
 def demo_settings(epochs: int | None) -> dict:
-    from minivae.cli.models import DEMO, DEMO_EPOCHS
+    from minivae.cli.train import DEMO, DEMO_EPOCHS
 
     return {**DEMO, "epochs": DEMO_EPOCHS if epochs is None else epochs}
 

@@ -42,7 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import minivae as mv
-from minivae.training.data import Dataset, batches, load_digits, one_hot
+from minivae.training.data import Dataset, batches, load_digits
 
 NUM_CLASSES = 10
 BATCH_SIZE = 64
@@ -111,7 +111,7 @@ def classify(layers: list[mv.nn.Linear], head: mv.nn.Linear, x: np.ndarray) -> m
 
 def nll(logits: mv.Tensor, labels: np.ndarray) -> mv.Tensor:
     """Mean negative log-likelihood of the labels under softmax(logits)."""
-    return -(mv.log_softmax(logits, axis=-1) * one_hot(labels, NUM_CLASSES)).sum(axis=-1).mean()
+    return -(mv.log_softmax(logits, axis=-1) * mv.one_hot(labels, NUM_CLASSES)).sum(axis=-1).mean()
 
 
 def train_classifier(

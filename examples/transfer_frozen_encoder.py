@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 import minivae as mv
-from minivae.training.data import Dataset, batches, load_digits, one_hot
+from minivae.training.data import Dataset, batches, load_digits
 
 NUM_CLASSES = 10
 BATCH_SIZE = 64
@@ -114,7 +114,7 @@ def pixel_features(x: np.ndarray) -> mv.Tensor:
 def nll(logits: mv.Tensor, labels: np.ndarray) -> mv.Tensor:
     """Mean negative log-likelihood of the labels under softmax(logits): -Σ_c onehot_c · log_softmax_c."""
     log_probs = mv.log_softmax(logits, axis=-1)
-    return -(log_probs * one_hot(labels, NUM_CLASSES)).sum(axis=-1).mean()
+    return -(log_probs * mv.one_hot(labels, NUM_CLASSES)).sum(axis=-1).mean()
 
 
 def train_head(

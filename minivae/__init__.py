@@ -57,7 +57,7 @@ from minivae import ops  # noqa: E402
 
 ops.install_tensor_operators()  # x + y, x @ W, x.sum(), ...: the one place Tensor gets its operators
 
-from minivae import distributions, losses, nn, optim, random
+from minivae import distributions, losses, nn, optim, random, stochastic
 from minivae import extend, testing  # writing your own op (array_module, replace_op) and checking it (check_op)
 from minivae.providers import get_kernels, set_kernels, use_kernels
 from minivae.providers.backend import get_backend, set_backend, use_backend
@@ -116,7 +116,7 @@ __all__ = [
     "div", "draw_graph", "exp", "get_backend", "get_kernels", "getitem", "gradcheck", "graph_summary", "is_grad_enabled",
     "kl_normal_standard", "leaky_relu", "linear", "log", "log_softmax", "logsumexp", "losses", "matmul",
     "mean", "mul", "neg", "nn", "no_grad", "optim", "power", "random", "relu", "reparameterize", "reshape",
-    "set_backend", "set_kernels", "sigmoid", "sin", "softmax", "softplus", "sqrt", "sub", "sum", "tanh", "tensor", "transpose",
+    "set_backend", "set_kernels", "sigmoid", "sin", "softmax", "softplus", "sqrt", "stochastic", "sub", "sum", "tanh", "tensor", "transpose",
     "use_backend", "use_kernels",
     "broadcast_to", "elu", "eq", "erf", "expand", "expm1", "flatten", "ge", "gelu", "gt", "le", "log1p", "logsigmoid",
     "lt", "max", "maximum", "min", "minimum", "ne", "one_hot", "sign", "silu", "square", "squeeze", "stack", "std",

@@ -30,7 +30,7 @@ def reparameterize(mu: Tensor, logvar: Tensor, eps: Any) -> Tensor:
     ∂z/∂mu = 1                                  → mū = g
     ∂z/∂logvar = ½ exp(logvar / 2) · eps         → logvar̄ = g · ½ σ · eps
     ``eps`` may carry extra leading sample axes (k, ...); the engine sums them out.
-    Derivation: derivations/06_reparameterization.md.
+    Derivation: derivations/06_reparameterization.md, Eq. 6.1-6.4.
     """
     mu, logvar = ops.binary_operands("rsample", mu, logvar)
     xp = backend.array_module(mu.data)
@@ -56,7 +56,7 @@ def kl_normal_standard(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mu, diag e^logvar) ‖ N(0, I)) = ½ Σ_d (e^logvar + mu² - 1 - logvar), summed over the last axis.
 
     ∂KL/∂mu = mu,   ∂KL/∂logvar = ½ (e^logvar - 1).
-    Derivation: derivations/05_kl_gaussians.md.
+    Derivation: derivations/05_kl_gaussians.md, Eq. 5.1.
     """
     mu, logvar = ops.binary_operands("kl_normal_standard", mu, logvar)
     try:
@@ -76,7 +76,9 @@ def kl_normal_standard(mu: Tensor, logvar: Tensor) -> Tensor:
 
 
 class Normal:
-    """A Gaussian with independent coordinates: N(mu, diag(exp(logvar))) over the last axis."""
+    """A Gaussian with independent coordinates: N(mu, diag(exp(logvar))) over the last axis.
+    Derivation: derivations/05_kl_gaussians.md, Eq. 5.7 (which method computes which KL).
+    """
 
     def __init__(self, mu: Any, logvar: Any) -> None:
         if not isinstance(mu, Tensor) and not isinstance(logvar, Tensor):
@@ -102,6 +104,7 @@ class Normal:
         Pass either ``rng`` (eps is drawn from it, shape ``sample_shape + shape``) or
         ``eps`` itself (fixed noise: common random numbers for gradient checks). The
         noise used is kept in ``self.eps`` and on the returned tensor as ``z.eps``.
+        Derivation: derivations/06_reparameterization.md, Eq. 6.1.
         """
         if eps is None:
             if rng is None:
@@ -115,26 +118,31 @@ class Normal:
         return z
 
     def sample(self, rng: Generator, sample_shape: tuple[int, ...] = ()) -> Tensor:
-        """A sample with no gradient (for generation and evaluation)."""
+        """A sample with no gradient (for generation and evaluation).
+        Derivation: none (a detached draw, not a differentiable node)."""
         with_grad = self.rsample(rng=rng, sample_shape=sample_shape)
         return with_grad.detach()
 
     def log_prob(self, z: Any) -> Tensor:
-        """ln N(z; mu, σ²) = -½ Σ_d [ln 2π + logvar + (z - mu)² e^-logvar], summed over the last axis."""
+        """ln N(z; mu, σ²) = -½ Σ_d [ln 2π + logvar + (z - mu)² e^-logvar], summed over the last axis.
+        Derivation: derivations/01_losses_as_likelihoods.md, Eq. 1.1."""
         z = z if isinstance(z, Tensor) else ops.as_tensor(z, self.mu, "log_prob")
         return -losses.gaussian_nll(self.mu, z, self.logvar, reduction="sum", axis=-1)
 
     def entropy(self) -> Tensor:
-        """H = ½ Σ_d (ln 2π + 1 + logvar), summed over the last axis (broadcast to mu's shape)."""
+        """H = ½ Σ_d (ln 2π + 1 + logvar), summed over the last axis (broadcast to mu's shape).
+        Derivation: derivations/09_entropy.md, Eq. 9.3-9.4."""
         logvar = self.logvar + 0.0 * self.mu  # broadcast to the full shape
         return 0.5 * (losses.LOG_2PI + 1 + logvar).sum(axis=-1)
 
     def kl_standard(self) -> Tensor:
-        """KL(self ‖ N(0, I)) summed over the last axis (the analytic node)."""
+        """KL(self ‖ N(0, I)) summed over the last axis (the analytic node).
+        Derivation: derivations/05_kl_gaussians.md, Eq. 5.1."""
         return kl_normal_standard(self.mu, self.logvar)
 
     def kl(self, other: "Normal") -> Tensor:
-        """KL(self ‖ other) = ½ Σ_d [lv₂ - lv₁ + (e^lv₁ + (mu₁ - mu₂)²) e^-lv₂ - 1], summed over the last axis."""
+        """KL(self ‖ other) = ½ Σ_d [lv₂ - lv₁ + (e^lv₁ + (mu₁ - mu₂)²) e^-lv₂ - 1], summed over the last axis.
+        Derivation: derivations/05_kl_gaussians.md, Eq. 5.2."""
         if not isinstance(other, Normal):
             raise TypeError(f"Normal.kl: other must be a Normal, got {type(other).__name__}")
         diff = self.mu - other.mu

@@ -46,6 +46,15 @@ class InputCheck:
     numeric: float
     passed: bool
 
+    def __str__(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        return (f"{verdict} {self.name} {self.shape}: max abs err {self.max_abs_error:.3e}, max rel err "
+                f"{self.max_rel_error:.3e}; worst at {self.worst_index}: analytic {self.analytic:.6g}, "
+                f"numeric {self.numeric:.6g}")
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # IPython: a cell's result reads like print()
+        printer.text(str(self))
+
 
 @dataclass
 class GradcheckReport:
@@ -58,7 +67,7 @@ class GradcheckReport:
     def ok(self) -> bool:
         return all(c.passed for c in self.inputs)
 
-    def __str__(self) -> str:
+    def _rows(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
         head = ("input", "shape", "max abs err", "max rel err", "worst index", "analytic", "numeric", "result")
         rows = [
             (
@@ -73,10 +82,38 @@ class GradcheckReport:
             )
             for c in self.inputs
         ]
+        return head, rows
+
+    def _legend(self) -> str:
+        return f"(central differences, eps={self.eps:g}; pass when |a - n| <= {self.atol:g} + {self.rtol:g}·|n|)"
+
+    def __str__(self) -> str:
+        """One row per checked input, aligned columns, then how the check was made."""
+        head, rows = self._rows()
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [head, *rows]]
-        lines.append(f"(central differences, eps={self.eps:g}; pass when |a - n| <= {self.atol:g} + {self.rtol:g}·|n|)")
+        lines.append(self._legend())
         return "\n".join(lines)
+
+    def __repr__(self) -> str:  # the dataclass dump would hide the table a notebook or REPL should show
+        return str(self)
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # IPython's plain-text display
+        printer.text(str(self))
+
+    def _repr_html_(self) -> str:
+        """The same table for Jupyter, failing rows in red."""
+        from html import escape
+
+        head, rows = self._rows()
+        cells = "".join(f"<th>{escape(h)}</th>" for h in head)
+        body = []
+        for row in rows:
+            style = ' style="color:#b00020;font-weight:bold"' if row[-1] == "FAIL" else ""
+            body.append(f"<tr{style}>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>")
+        verdict = "all inputs pass" if self.ok else "GRADCHECK FAILED"
+        return (f"<div><b>gradcheck: {verdict}</b><table><thead><tr>{cells}</tr></thead><tbody>{''.join(body)}"
+                f"</tbody></table><small>{escape(self._legend())}</small></div>")
 
 
 def _takes_no_arguments(fn: Callable[..., Tensor]) -> bool:

@@ -95,14 +95,16 @@ def _check_probabilities(name: str, target: Any) -> None:
 
 def mse(pred: Tensor, target: Any, reduction: str = "mean", axis: int | None = None) -> Tensor:
     """Squared error (pred - target)².  Equals the unit-variance Gaussian NLL minus ½ln(2π) and halved.
-    With ``reduction="sum"`` and ``axis``, the sum over that axis only (one value per example)."""
+    With ``reduction="sum"`` and ``axis``, the sum over that axis only (one value per example).
+    Derivation: derivations/01_losses_as_likelihoods.md, Eq. 1.2-1.3."""
     _check_shapes("mse", pred, target, axis)
     diff = pred - target
     return _reduce(diff * diff, reduction, "mse", axis)
 
 
 def bce(prob: Tensor, target: Any, reduction: str = "mean", eps: float = BCE_EPS) -> Tensor:
-    """Bernoulli NLL from probabilities p: -[x ln p + (1 - x) ln(1 - p)], p clipped to [eps, 1 - eps]."""
+    """Bernoulli NLL from probabilities p: -[x ln p + (1 - x) ln(1 - p)], p clipped to [eps, 1 - eps].
+    Derivation: derivations/01_losses_as_likelihoods.md, Eq. 1.4."""
     _check_shapes("bce", prob, target)
     _check_probabilities("bce", target)
     target = ops.as_tensor(target, prob, "bce")  # 0/1 integer labels: prob's dtype before `1.0 - target`
@@ -113,7 +115,8 @@ def bce(prob: Tensor, target: Any, reduction: str = "mean", eps: float = BCE_EPS
 
 def bce_with_logits(logits: Tensor, target: Any, reduction: str = "mean", axis: int | None = None) -> Tensor:
     """Bernoulli NLL from logits l: max(l, 0) - l·x + ln(1 + e^-|l|); stable for any l (see ops).
-    With ``reduction="sum"`` and ``axis``, the sum over that axis only (one value per example)."""
+    With ``reduction="sum"`` and ``axis``, the sum over that axis only (one value per example).
+    Derivation: derivations/01_losses_as_likelihoods.md, Eq. 1.5-1.6."""
     _check_shapes("bce_with_logits", logits, target, axis)
     _check_probabilities("bce_with_logits", target)
     if reduction == "sum":  # one node that does not keep the elementwise values (same numbers)
@@ -131,7 +134,7 @@ def gaussian_nll(mean: Tensor, target: Any, logvar: Tensor | float | None = None
     ``reduction="sum"`` and ``axis``, the sum over that axis only (one value per
     example). This is the one home of the Gaussian log-density: ``Normal.log_prob``
     and the models' Gaussian decoders call it.
-    Derivation: derivations/01_losses_as_likelihoods.md (Gaussian likelihood).
+    Derivation: derivations/01_losses_as_likelihoods.md, Eq. 1.1.
     """
     _check_shapes("gaussian_nll", mean, target, axis)
     diff = mean - target
@@ -175,6 +178,7 @@ def nll_loss(log_probs: Tensor, labels: Any, reduction: str = "mean") -> Tensor:
 
     ∂ℓᵢ/∂log_probs[i, c] = -[c = yᵢ]: the gradient is -g at each label and 0 elsewhere.
     A reduction ``"mean"`` (the default, as in PyTorch) averages over the examples.
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.47.
     """
     index, _ = _class_index("nll_loss", log_probs, labels)
     return _reduce(-log_probs[index], reduction, "nll_loss")
@@ -185,7 +189,8 @@ def cross_entropy(logits: Tensor, labels: Any, reduction: str = "mean") -> Tenso
 
     ∂ℓᵢ/∂lᵢ = softmax(lᵢ) - onehot(yᵢ) (composed from ``log_softmax`` and ``nll_loss``,
     stable for any logits). The categorical analogue of the Bernoulli likelihood in
-    derivations/01_losses_as_likelihoods.md.
+    derivations/01_losses_as_likelihoods.md, Eq. 1.4.
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.46-15.47.
     """
     _, axis = _class_index("cross_entropy", logits, labels)
     return nll_loss(ops.log_softmax(logits, axis=axis), labels, reduction)

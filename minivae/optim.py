@@ -15,7 +15,8 @@ from minivae.tensor import Tensor
 
 
 class Optimizer:
-    """Holds the parameters to update and their per-parameter state."""
+    """Holds the parameters to update and their per-parameter state.
+    Derivation: none (an update rule, not a node: it reads the gradients backward made)."""
 
     def __init__(self, params: Iterable[Tensor], lr: float) -> None:
         self.params = _parameter_list(type(self).__name__, params)
@@ -116,6 +117,7 @@ class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum and L2 weight decay.
 
     g ← ∇ + λ·θ;   v ← μ·v + g;   θ ← θ - lr·v      (plain SGD when μ = 0)
+    Derivation: none (an update rule, not a node: it reads the gradients backward made).
     """
 
     _buffers = ("velocity",)
@@ -143,6 +145,7 @@ class Adam(Optimizer):
 
     g ← ∇ + λ·θ;   m ← β₁m + (1-β₁)g;   v ← β₂v + (1-β₂)g²
     θ ← θ - lr · (m / (1-β₁ᵗ)) / (√(v / (1-β₂ᵗ)) + ε)
+    Derivation: none (an update rule, not a node; its formula's one home is kernels/formulas.py ``adam``).
     """
 
     _buffers = ("m", "v")
@@ -187,6 +190,7 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
     """Scale all gradients together so their global L2 norm is at most ``max_norm``.
 
     Returns the norm before clipping. ‖g‖ = √(Σ_params Σ_elements g²).
+    Derivation: none (it rescales gradients, it is not a node).
     """
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:

@@ -14,23 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import one_line, snapshot
 
 from minivae.cli import main
 from minivae.training import data as D
 
 TINY = ["--hidden", "8", "--batch-size", "256", "--quiet", "--no-figures"]
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def one_line(stderr: str, *fragments: str) -> str:
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

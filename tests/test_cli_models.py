@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from minivae.cli import main
-from minivae.cli.models import gradcheck_model
+from minivae.models.checks import gradcheck_model
 
 DEMO_FIGURES = ("reconstructions.png", "samples.png", "latent_manifold.png", "latent_scatter.png", "loss_curves.png")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minivae.training import data as D
+from minivae.training.data import digits as digits_module, mnist as mnist_module
 from minivae.random import Generator
 
 # -----------------------------------------------------------------------------
@@ -100,9 +101,9 @@ def test_digits_values_match_sklearn_scaled():
 def test_digits_file_read_directly_equals_sklearn_loader(monkeypatch):
     """The digits file is read without importing sklearn.datasets; the fallback through
     scikit-learn's loader (file not found) gives the same table."""
-    direct = D._digits_table()
-    monkeypatch.setattr(D.importlib.util, "find_spec", lambda name: None)
-    np.testing.assert_array_equal(D._digits_table(), direct)
+    direct = digits_module._digits_table()
+    monkeypatch.setattr(digits_module.importlib.util, "find_spec", lambda name: None)
+    np.testing.assert_array_equal(digits_module._digits_table(), direct)
 
 
 def test_digits_split_is_deterministic_disjoint_and_stratified():
@@ -334,7 +335,7 @@ def test_download_rejects_unknown_sha256_names(tmp_path):
 
 def test_builtin_digests_are_well_formed():
     # Guards against a typo in the table: 64 lowercase hex digits, all distinct.
-    digests = [d for table in D._KNOWN_SHA256.values() for d in table.values()]
+    digests = [d for table in mnist_module._KNOWN_SHA256.values() for d in table.values()]
     assert len(digests) == 8 and len(set(digests)) == 8
     assert all(len(d) == 64 and set(d) <= set("0123456789abcdef") for d in digests)
 
@@ -416,7 +417,7 @@ def test_load_dataset_unknown_name_lists_valid_ones():
 
 
 # -----------------------------------------------------------------------------
-# batches and one_hot
+# batches (one-hot labels: the engine's mv.one_hot, tests/test_ops.py)
 # -----------------------------------------------------------------------------
 
 
@@ -480,28 +481,3 @@ def test_batches_property(n, batch_size, seed, drop_last):
     seen = np.concatenate(chunks) if chunks else np.zeros(0)
     expected = n - n % batch_size if drop_last else n
     assert len(seen) == expected and len(np.unique(seen)) == expected
-
-
-def test_one_hot_values():
-    codes = D.one_hot(np.array([2, 0, 1, 2]), 3)
-    assert codes.dtype == np.float32 and codes.shape == (4, 3)
-    np.testing.assert_array_equal(codes.argmax(axis=1), [2, 0, 1, 2])
-    np.testing.assert_array_equal(codes.sum(axis=1), 1.0)
-    assert D.one_hot(np.array([[1], [0]]), 2).shape == (2, 1, 2)
-    assert D.one_hot(np.array([], dtype=np.int64), 4).shape == (0, 4)
-
-
-@pytest.mark.parametrize(
-    "labels,num_classes,match",
-    [
-        ([0, -1], 3, r"\[0, 3\)"),
-        ([0, 3], 3, r"\[0, 3\)"),
-        ([0.0, 1.5], 3, "integers"),
-        ([True, False], 2, "integers"),
-        ([0, 1], 0, "num_classes"),
-        ([0, 1], 2.0, "num_classes"),
-    ],
-)
-def test_one_hot_errors(labels, num_classes, match):
-    with pytest.raises(ValueError, match=match):
-        D.one_hot(np.array(labels), num_classes)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 import minivae as mv
-from minivae.labs import discrete as D
+from minivae.stochastic import discrete as D
 from minivae.training.data import load_digits
-from minivae.labs.estimators import (
+from minivae.labs.estimators import gaussian_log_prob, optimal_control_variate
+from minivae.stochastic import (
     LearnedBaseline,
     MovingAverageBaseline,
     leave_one_out_baseline,
-    optimal_control_variate,
     score_function_surrogate,
     zero_with_gradient_of,
 )
@@ -302,3 +302,18 @@ def test_bvae_is_deterministic_and_has_the_model_protocol():
     assert s.shape == (7, 64) and s.min() >= 0 and s.max() <= 1
     with pytest.raises(ValueError, match="estimator"):
         BernoulliVAE(64, 20, 32, rng=Generator(0), estimator="magic")
+
+
+def test_the_labs_sigma_form_of_the_gaussian_log_density_is_pinned_to_its_home():
+    """labs.estimators.gaussian_log_prob (σ, for the lab's ∂/∂σ) equals Normal.log_prob with logvar = 2 ln σ,
+    in value and in the gradient with respect to mu (the σ-gradient differs by the chain rule only)."""
+    rng = np.random.default_rng(5)
+    z, mu, sigma = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), rng.uniform(0.3, 2.0, size=(4, 3))
+    mu_a, mu_b = mv.tensor(mu, requires_grad=True), mv.tensor(mu, requires_grad=True)
+    s = mv.tensor(sigma, requires_grad=True)
+    lab = gaussian_log_prob(mv.tensor(z), mu_a, s)
+    home = mv.Normal(mu_b, mv.tensor(2 * np.log(sigma))).log_prob(mv.tensor(z))
+    np.testing.assert_allclose(lab.numpy(), home.numpy(), rtol=1e-12)
+    lab.sum().backward(), home.sum().backward()
+    np.testing.assert_allclose(mu_a.grad, mu_b.grad, rtol=1e-12)
+    np.testing.assert_allclose(s.grad, ((z - mu) ** 2 - sigma**2) / sigma**3, rtol=1e-10)  # ∂/∂σ of ln N

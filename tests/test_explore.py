@@ -437,7 +437,10 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 @pytest.fixture(scope="module")
 def browser():
     if not (os.path.exists(CHROMEDRIVER) and shutil.which("chromium")):
-        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
+        why = "needs Debian's chromium and chromium-driver (.ci/run installs them)"
+        if os.environ.get("CI"):  # CI provides the browser: missing there is a failure, never a silent skip
+            pytest.fail(why)
+        pytest.skip(why)
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download a browser or driver
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -82,10 +82,10 @@ def test_vae_loss_is_recon_plus_beta_kl_and_reports_them():
 def test_kl_warmup_ramps_linearly_to_beta():
     model = VAE(D, LATENT, HIDDEN, rng=Generator(0), beta=2.0, warmup_steps=10)
     weights = []
-    for step in (0, 5, 10, 50):
-        model.step = step
-        weights.append(model.kl_weight())
-    assert weights == [0.0, 1.0, 2.0, 2.0]
+    for step in (0, 5, 10, 50, None):
+        weights.append(model.kl_weight(step))
+    assert weights == [0.0, 1.0, 2.0, 2.0, 2.0]  # None: evaluation, after the warm-up
+    assert not hasattr(model, "step")  # the training loop passes the step; it never writes it into the model
     assert VAE(D, LATENT, HIDDEN, rng=Generator(0), beta=0.5).kl_weight() == 0.5
 
 

@@ -209,3 +209,27 @@ def test_softplus_with_beta():
     for wrong in (0.0, -1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="softplus: beta"):
             mv.softplus(x, beta=wrong)
+
+
+def test_one_hot_values_for_the_models_labels():
+    """mv.one_hot is the one one-hot (the CVAE's condition, the examples' targets): float32 codes
+    of shape labels.shape + (C,), one 1 per row."""
+    codes = mv.one_hot(np.array([2, 0, 1, 2]), 3)
+    assert codes.dtype == np.float32 and codes.shape == (4, 3) and not codes.requires_grad
+    np.testing.assert_array_equal(codes.numpy().argmax(axis=1), [2, 0, 1, 2])
+    np.testing.assert_array_equal(codes.numpy().sum(axis=1), 1.0)
+    assert mv.one_hot(np.array([[1], [0]]), 2).shape == (2, 1, 2)
+    assert mv.one_hot(np.array([], dtype=np.int64), 4).shape == (0, 4)
+
+
+@pytest.mark.parametrize("labels,num_classes,error,match", [
+    ([0, -1], 3, ValueError, r"\[0, 3\)"),
+    ([0, 3], 3, ValueError, r"\[0, 3\)"),
+    ([0.0, 1.5], 3, TypeError, "integers"),
+    ([True, False], 2, TypeError, "integers"),
+    ([0, 1], 0, ValueError, r"\[0, 0\)"),
+    ([0, 1], 2.0, TypeError, "num_classes must be an integer"),
+])
+def test_one_hot_errors_name_the_op(labels, num_classes, error, match):
+    with pytest.raises(error, match=f"one_hot: .*{match}"):
+        mv.one_hot(np.array(labels), num_classes)

@@ -9,7 +9,7 @@ import pytest
 
 import minivae as mv
 from minivae.derivations.table import central_difference
-from minivae.cli.models import gradcheck_model
+from minivae.models.checks import gradcheck_model
 from minivae.models import build_model
 from minivae.models.vqvae import (
     VQVAE, code_counts, format_codebook_report, nearest_code, perplexity, stop_gradient, straight_through,

@@ -7,11 +7,9 @@ function; this file only assembles them, so ``minivae --help`` lists everything.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import signal
 import sys
-import threading
 from typing import Sequence
 
 # Each module defines register(subparsers) and imports its heavy dependencies lazily,
@@ -76,23 +74,14 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-@contextlib.contextmanager
 def _signals_interrupt():
     """SIGTERM and SIGHUP interrupt a command as Ctrl-C does (by default they end Python silently)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    from minivae.cli.options import signal_handlers
 
     def interrupt(signum: int, frame: object) -> None:
         raise Interrupted(signum)
 
-    wanted = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
-    previous = {s: signal.signal(s, interrupt) for s in wanted}
-    try:
-        yield
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
+    return signal_handlers(interrupt, signal.SIGTERM, getattr(signal, "SIGHUP", None))
 
 
 def _version() -> str:

@@ -11,9 +11,10 @@ A provider is a module with ``topics()``, ``resolve(name)``, ``load(topic)`` and
 from __future__ import annotations
 
 import argparse
-import sys
 from importlib.metadata import entry_points
 from types import ModuleType
+
+from minivae.cli.options import error
 
 GROUP = "minivae.derivations"
 
@@ -43,7 +44,7 @@ def topics() -> dict[str, ModuleType]:
 
 
 def register(subparsers) -> None:
-    from minivae.cli.models import HELP
+    from minivae.cli.options import HELP
 
     p = subparsers.add_parser(
         "derive",
@@ -59,17 +60,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=_derive)
 
 
-def _error(message: object) -> int:
-    print(f"minivae derive: error: {message}", file=sys.stderr)
-    return 2
-
-
 def _show(names: list[str], owners: dict[str, ModuleType]) -> int:
     """Print each topic's derivation text, in reading order."""
     for topic in names:
         text = getattr(owners[topic], "text", None)
         if text is None:
-            return _error(f"--show: the provider of {topic!r} ({owners[topic].__name__}) has no text(topic)")
+            return error("derive", f"--show: the provider of {topic!r} ({owners[topic].__name__}) has no text(topic)")
         print(text(topic).rstrip("\n") + "\n")
     return 0
 
@@ -78,7 +74,7 @@ def _derive(args: argparse.Namespace) -> int:
     try:
         owners = topics()
     except NoDerivations as err:
-        return _error(err)
+        return error("derive", err)
     if not args.name:
         for topic, provider in owners.items():
             title = getattr(provider.load(topic), "TITLE", "")
@@ -92,7 +88,7 @@ def _derive(args: argparse.Namespace) -> int:
         except KeyError as err:
             problems.append(err.args[0])
     if not names:
-        return _error(problems[0] if problems else f"no topic {args.name!r}")
+        return error("derive", problems[0] if problems else f"no topic {args.name!r}")
     if args.show:
         return _show(names, owners)
     if args.plot:
@@ -101,7 +97,7 @@ def _derive(args: argparse.Namespace) -> int:
         try:
             writable_folder(args.plot, "--plot")  # before any check runs, not after
         except RunFolderError as err:
-            return _error(err)
+            return error("derive", err)
     from tqdm import tqdm
 
     from minivae.training.runfolder import staged_folder

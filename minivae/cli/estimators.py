@@ -17,7 +17,7 @@ MAX_DRAWS = 200_000_000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from minivae.cli.models import HELP, checked_type
+    from minivae.cli.options import HELP, checked_type
     from minivae.labs.variance import FUNCTIONS
 
     at_least_2 = checked_type(int, lambda v: v >= 2, "an integer >= 2")
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         **HELP,
     )
-    from minivae.cli.models import positive_int
+    from minivae.cli.options import positive_int
 
     p.add_argument("--f", dest="function", choices=FUNCTIONS, default="quadratic", help="test function")
     p.add_argument("--dim", type=positive_int, default=5, help="latent dimension D")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from minivae.cli.models import non_negative_float, non_negative_int, positive_int
+    from minivae.cli.options import non_negative_float, non_negative_int, positive_int
 
     p = subparsers.add_parser("lab", help="experiments from the course notes, with a figure (lab decoders)")
     labs = p.add_subparsers(dest="lab", metavar="LAB", required=True)

@@ -138,8 +138,7 @@ def train_one(
     started = time.perf_counter()
     for _ in range(config.epochs):
         for xb, _ in batches(train, config.batch_size, rng=rng):
-            model.step = optimizer.steps
-            loss = model.loss(xb, None, rng)["loss"]
+            loss = model.loss(xb, None, rng, step=optimizer.steps)["loss"]
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -240,11 +239,12 @@ def machine() -> dict[str, Any]:
 # =============================================================================
 
 
-def plot_lab(results: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Four panels against decoder capacity: KL, I(z; x), active units, -ELBO; remedies as extra markers."""
-    from matplotlib.figure import Figure
+def plot_lab(results: dict[str, Any], path: str | os.PathLike | None = None) -> Path | Any:
+    """Four panels against decoder capacity: KL, I(z; x), active units, -ELBO; remedies as extra markers.
 
-    from minivae.training.figures import save_figure
+    Saved to ``path`` (returns the path) or, without one, returned as a figure a notebook shows inline.
+    """
+    from minivae.training.figures import InlineFigure as Figure, show_or_save
 
     rows, remedies = results["decoders"], results["remedies"]
     x = np.arange(len(rows))
@@ -279,7 +279,7 @@ def plot_lab(results: dict[str, Any], path: str | os.PathLike) -> Path:
         fontsize=8,
     )
     fig.tight_layout()
-    return save_figure(fig, path)
+    return show_or_save(fig, path)
 
 
 def write_lab(results: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:

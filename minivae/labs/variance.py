@@ -37,18 +37,12 @@ import numpy as np
 
 from minivae import ops
 from minivae.distributions import Normal
-from minivae.labs.estimators import (
-    LearnedBaseline,
-    MovingAverageBaseline,
-    gaussian_log_prob,
-    gaussian_score,
-    leave_one_out_baseline,
-    optimal_control_variate,
-    score_function_surrogate,
-)
+from minivae.labs.estimators import gaussian_log_prob, gaussian_score, optimal_control_variate
 from minivae.nn import Linear, Module, ReLU, Sequential
 from minivae.optim import Adam
+from minivae.providers.reference import stable_sigmoid
 from minivae.random import Generator
+from minivae.stochastic import LearnedBaseline, MovingAverageBaseline, leave_one_out_baseline, score_function_surrogate
 from minivae.tensor import Tensor, no_grad
 
 FUNCTIONS = ("quadratic", "sin", "net", "bernoulli")
@@ -98,10 +92,6 @@ def gauss_hermite_expectation(h: Callable[[np.ndarray], np.ndarray], m: np.ndarr
     w = w / math.sqrt(2 * math.pi)
     values = h(m[..., None] + s[..., None] * x)  # (..., n)
     return (values * w).sum(-1), (values * w * x).sum(-1)
-
-
-def _log_sigmoid(v: np.ndarray) -> np.ndarray:
-    return -np.logaddexp(0.0, -v)
 
 
 def make_problem(name: str, dim: int, seed: int = 0) -> Problem:
@@ -155,7 +145,7 @@ def make_problem(name: str, dim: int, seed: int = 0) -> Problem:
     def f(z: Tensor) -> Tensor:
         return -ops.bce_with_logits(z, Tensor(np.broadcast_to(x, z.shape), dtype=z.dtype)).sum(axis=-1)
 
-    a, b = gauss_hermite_expectation(lambda u: x[:, None] - 1.0 / (1.0 + np.exp(-u)), mu, sigma)
+    a, b = gauss_hermite_expectation(lambda u: x[:, None] - stable_sigmoid(np, u), mu, sigma)
     # ∂/∂mu E[h(mu + σε)] = E[h'(z)];  ∂/∂σ = E[h'(z) ε]
     return Problem(name, mu, sigma, f, a, b, {"x": x})
 
@@ -272,6 +262,14 @@ class EstimatorStats:
         se = np.sqrt(self.variance / self.seeds)
         return float(np.max(np.abs(self.mean - self.true_grad) / np.maximum(se, 1e-300)))
 
+    def __str__(self) -> str:
+        return (f"{self.estimator}: mean variance {self.mean_variance:.4g} per coordinate, relative error "
+                f"{self.rel_error:.4f}, bias {self.max_z:.2f} standard errors at most "
+                f"({self.seeds} seeds of {self.samples} samples)")
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # IPython: one readable line, not the arrays
+        printer.text(str(self))
+
 
 def run_estimators(
     problem: Problem,
@@ -342,25 +340,23 @@ def variance_sweep(
     return table
 
 
-def plot_sweeps(function: str, dims: Sequence[int], samples: Sequence[int], seeds: int, directory: str,
-                fixed_dim: int, fixed_samples: int) -> list[str]:
-    """Two log-log figures, one line per estimator: variance vs latent dimension, variance vs samples."""
-    import os
+def sweep_figures(function: str, dims: Sequence[int], samples: Sequence[int], seeds: int,
+                  fixed_dim: int, fixed_samples: int) -> list[Any]:
+    """Two log-log figures, one line per estimator: variance vs latent dimension, variance vs samples.
 
-    import matplotlib
+    Returned as figures a Jupyter cell shows inline (``InlineFigure``); :func:`plot_sweeps` saves them.
+    """
+    from minivae.training.figures import InlineFigure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    os.makedirs(directory, exist_ok=True)
-    paths = []
+    figures = []
     by_dim = variance_sweep(function, dims, [fixed_samples], seeds)
     by_n = variance_sweep(function, [fixed_dim], samples, seeds)
-    for xs, table, label, fname, fixed in (
-        (dims, {k: v[:, 0] for k, v in by_dim.items()}, "latent dimension D", "variance_vs_dim.png", f"n={fixed_samples}"),
-        (samples, {k: v[0, :] for k, v in by_n.items()}, "samples per estimate n", "variance_vs_samples.png", f"D={fixed_dim}"),
+    for xs, table, label, fixed in (
+        (dims, {k: v[:, 0] for k, v in by_dim.items()}, "latent dimension D", f"n={fixed_samples}"),
+        (samples, {k: v[0, :] for k, v in by_n.items()}, "samples per estimate n", f"D={fixed_dim}"),
     ):
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+        fig = InlineFigure(figsize=(6, 4.2))
+        ax = fig.add_subplot()
         for name, ys in table.items():
             ax.plot(xs, ys, marker="o", label=name)
         ax.set_xscale("log")
@@ -370,9 +366,21 @@ def plot_sweeps(function: str, dims: Sequence[int], samples: Sequence[int], seed
         ax.set_title(f"f = {function}, {fixed}, {seeds} seeds")
         ax.legend(fontsize=8)
         fig.tight_layout()
+        figures.append(fig)
+    return figures
+
+
+def plot_sweeps(function: str, dims: Sequence[int], samples: Sequence[int], seeds: int, directory: str,
+                fixed_dim: int, fixed_samples: int) -> list[str]:
+    """The two figures of :func:`sweep_figures`, saved in ``directory``; returns their paths."""
+    import os
+
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    figures = sweep_figures(function, dims, samples, seeds, fixed_dim, fixed_samples)
+    for fig, fname in zip(figures, ("variance_vs_dim.png", "variance_vs_samples.png")):
         path = os.path.join(directory, f"{function}_{fname}")
         fig.savefig(path, dpi=120)
-        plt.close(fig)
         paths.append(path)
     return paths
 

@@ -164,8 +164,9 @@ class Autoencoder(Module):
         """The encoder's input during training: the clean x here (the DAE overrides this)."""
         return x
 
-    def loss(self, x: Any, y: np.ndarray | None, rng: Generator) -> dict[str, Tensor]:
-        """{"loss": mean_batch Σ_pixels -ln p(x | enc(x̃)), "recon": the same}; x̃ = corrupt(x)."""
+    def loss(self, x: Any, y: np.ndarray | None, rng: Generator, step: int | None = None) -> dict[str, Tensor]:
+        """{"loss": mean_batch Σ_pixels -ln p(x | enc(x̃)), "recon": the same}; x̃ = corrupt(x).
+        (``step`` is the training loop's step count, which an autoencoder does not use.)"""
         x = as_input(x, self)
         recon = self.decoder.nll(self.decoder(self.encoder(self.corrupt(x, rng))), x)
         loss = recon.mean()

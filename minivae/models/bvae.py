@@ -32,15 +32,18 @@ from typing import Any, Sequence
 import numpy as np
 
 from minivae import losses, ops
-from minivae.labs.discrete import (
+from minivae.stochastic import (
+    LearnedBaseline,
+    MovingAverageBaseline,
     bernoulli_kl_uniform,
     bernoulli_kl_uniform_per_dim,
     bernoulli_log_prob,
     relaxed_bernoulli,
     sample_bernoulli,
+    score_function_surrogate,
     straight_through_bernoulli,
+    zero_with_gradient_of,
 )
-from minivae.labs.estimators import LearnedBaseline, MovingAverageBaseline, score_function_surrogate, zero_with_gradient_of
 from minivae.nn import Linear, Module, Parameter, ReLU, Sequential
 from minivae.random import Generator
 from minivae.tensor import Tensor, no_grad
@@ -114,7 +117,6 @@ class BernoulliVAE(Module):
             # that state_dict() and checkpoints hold it and a resumed run continues exactly. It never
             # receives a gradient, and optimizers skip parameters whose grad is None.
             self.moving_average_state = Parameter(np.zeros(2), dtype="float64")
-        self.step = 0  # kept current by the training loop (protocol shared with the other models)
 
     # -- the model ---------------------------------------------------------------------
     def _as_input(self, x: Any) -> Tensor:
@@ -130,8 +132,9 @@ class BernoulliVAE(Module):
         """-ln p(x | z) summed over pixels: one value per example."""
         return losses.bce_with_logits(self.decoder(z), x, reduction="sum", axis=-1)
 
-    def loss(self, x: Any, y: Any, rng: Generator) -> dict[str, Tensor]:
-        """Negative ELBO with the chosen estimator; entries are batch means (nats per example)."""
+    def loss(self, x: Any, y: Any, rng: Generator, step: int | None = None) -> dict[str, Tensor]:
+        """Negative ELBO with the chosen estimator; entries are batch means (nats per example).
+        No warm-up: ``step`` is unused."""
         x = self._as_input(x)
         logits = self.encoder(x)
         kl = bernoulli_kl_uniform(logits)

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from minivae import ops
-from minivae.training.data import one_hot
+from minivae.providers import backend
 from minivae.random import Generator
 from minivae.tensor import Tensor
 from minivae.models.vae import VAE
@@ -52,8 +52,9 @@ class ConditionalVAE(VAE):
         y = np.asarray(y)
         if y.shape != (like.shape[-2],):
             raise ValueError(f"ConditionalVAE: y has shape {y.shape}, expected ({like.shape[-2]},) to match the batch")
-        codes = np.broadcast_to(one_hot(y, self.num_classes), like.shape[:-1] + (self.num_classes,))
-        return Tensor(np.ascontiguousarray(codes), dtype=like.dtype)
+        codes = ops.one_hot(y, self.num_classes, dtype=like.dtype).data
+        xp = backend.array_module(codes)
+        return Tensor(xp.ascontiguousarray(xp.broadcast_to(codes, like.shape[:-1] + (self.num_classes,))), dtype=like.dtype)
 
     def encoder_input(self, x: Tensor, y: np.ndarray | None) -> Tensor:
         return ops.concat([x, self._code(y, x)], axis=-1)

@@ -65,9 +65,9 @@ class IWAE(VAE):
                              f"got {objective!r}")
         self.objective = objective
 
-    def loss(self, x: Any, y: np.ndarray | None, rng: Generator) -> dict[str, Tensor]:
+    def loss(self, x: Any, y: np.ndarray | None, rng: Generator, step: int | None = None) -> dict[str, Tensor]:
         """loss = -mean_batch L_k (or of the mean log-weight with objective="elbo"); "recon" and "kl" are
-        reported for the same samples (one-sample terms, averaged)."""
+        reported for the same samples (one-sample terms, averaged). No warm-up: ``step`` is unused."""
         x = as_input(x, self)
         q = self.posterior(x, y)
         z = q.rsample(rng=rng, sample_shape=(self.k,))  # (k, batch, latent)

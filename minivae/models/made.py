@@ -64,9 +64,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from minivae import ops
-from minivae.distributions import Normal
+from minivae.distributions import Normal, kl_normal_standard
 from minivae.models.ae import Decoder, as_input
-from minivae.models.vae import GaussianEncoder, standard_normal_log_prob
+from minivae.models.vae import GaussianEncoder, kl_warmup_weight, standard_normal_log_prob
 from minivae.nn import Linear, Module, Parameter
 from minivae.providers import backend
 from minivae.random import Generator
@@ -86,8 +86,8 @@ def masked_linear(x: Tensor, weight: Tensor, mask: Any, bias: Tensor | None = No
     Differentiated: x, W, b. Not differentiated: the mask (a constant of the
     architecture). W̄ is masked too, so a weight the mask removes gets gradient 0.
     ``x`` may have leading batch axes (..., in).
-    Derivation: derivations/02_backprop_dense.md (the dense layer's VJPs; the mask is a
-    constant factor of each weight, so it multiplies W̄ elementwise).
+    Derivation: derivations/02_backprop_dense.md, Eq. 2.1 (the dense layer's VJPs; the mask is
+    a constant factor of each weight, so it multiplies W̄ elementwise).
     """
     if not isinstance(weight, Tensor):
         raise TypeError(f"masked_linear: the weight must be a minivae Tensor, got {type(weight).__name__}")
@@ -297,19 +297,17 @@ class MADEVAE(Module):
             )
         self.input_dim, self.latent = int(input_dim), int(latent)
         self.beta, self.warmup_steps, self.free_bits = float(beta), int(warmup_steps), float(free_bits)
-        self.step = 0  # kept current by the training loop (for the warm-up)
         self.encoder = GaussianEncoder(input_dim, hidden, latent, rng=rng)
         self.decoder = MADEDecoder(latent, input_dim, hidden, made_hidden, rng=rng, condition_hidden=condition_hidden)
 
     def posterior(self, x: Any, y: np.ndarray | None = None) -> Normal:
         return self.encoder(as_input(x, self))
 
-    def kl_weight(self) -> float:
-        if self.warmup_steps == 0:
-            return self.beta
-        return self.beta * min(1.0, self.step / self.warmup_steps)
+    def kl_weight(self, step: int | None = None) -> float:
+        """β after ``step`` optimizer steps of the warm-up (None: past it); see :func:`kl_warmup_weight`."""
+        return kl_warmup_weight(self.beta, self.warmup_steps, step)
 
-    def loss(self, x: Any, y: np.ndarray | None, rng: Generator) -> dict[str, Tensor]:
+    def loss(self, x: Any, y: np.ndarray | None, rng: Generator, step: int | None = None) -> dict[str, Tensor]:
         """Reconstruction + weighted rate (see the class docstring); entries are batch means in nats."""
         x = as_input(x, self)
         q = self.posterior(x)
@@ -318,12 +316,13 @@ class MADEVAE(Module):
         kl = q.kl_standard()
         if self.free_bits > 0:
             mu, logvar = q.mu, q.logvar
-            kl_dims = (0.5 * (ops.exp(logvar) + mu * mu - 1.0 - logvar)).mean(axis=0)
+            # the KL node per dimension: it sums over the last axis, here of size 1
+            kl_dims = kl_normal_standard(ops.unsqueeze(mu, -1), ops.unsqueeze(logvar, -1)).mean(axis=0)
             rate = ops.clip(kl_dims, self.free_bits, math.inf).sum()
         else:
             rate = kl.mean()
         return {
-            "loss": recon.mean() + self.kl_weight() * rate,
+            "loss": recon.mean() + self.kl_weight(step) * rate,
             "recon": recon.mean(),
             "kl": kl.mean(),
             "neg_elbo": (recon + kl).mean(),

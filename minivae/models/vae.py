@@ -38,6 +38,15 @@ from minivae.models.ae import Decoder, as_input, hidden_sizes, relu_stack
 
 
 
+
+def kl_warmup_weight(beta: float, warmup_steps: int, step: int | None) -> float:
+    """The KL weight after ``step`` optimizer steps: β · min(1, step / warmup_steps), linear from 0
+    (β itself with no warm-up, or with ``step=None``: evaluation, after the warm-up)."""
+    if warmup_steps == 0 or step is None:
+        return beta
+    return beta * min(1.0, step / warmup_steps)
+
+
 class GaussianEncoder(Module):
     """x -> q(z | x) = Normal(mu(x), logvar(x)): shared ReLU (or tanh) layers, then two linear heads."""
 
@@ -95,7 +104,6 @@ class VAE(Module):
         self.samples = int(samples)
         self.input_dim, self.latent = int(input_dim), int(latent)
         self.beta, self.warmup_steps = float(beta), int(warmup_steps)
-        self.step = 0  # optimizer steps taken so far; the training loop keeps it current (for the warm-up)
         # condition_dim > 0 only for the CVAE: extra inputs (a one-hot label) for both networks.
         self.encoder = GaussianEncoder(input_dim + condition_dim, hidden, latent, rng=rng, activation=activation)
         self.decoder = Decoder(
@@ -114,14 +122,14 @@ class VAE(Module):
         """q(z | x) (and y for the CVAE)."""
         return self.encoder(self.encoder_input(as_input(x, self), y))
 
-    def kl_weight(self) -> float:
-        """β, ramped linearly from 0 over the first ``warmup_steps`` optimizer steps."""
-        if self.warmup_steps == 0:
-            return self.beta
-        return self.beta * min(1.0, self.step / self.warmup_steps)
+    def kl_weight(self, step: int | None = None) -> float:
+        """β, ramped linearly from 0 over the first ``warmup_steps`` optimizer steps; ``step``
+        is the number of steps taken so far (None, e.g. for evaluation: the warm-up is over)."""
+        return kl_warmup_weight(self.beta, self.warmup_steps, step)
 
-    def loss(self, x: Any, y: np.ndarray | None, rng: Generator) -> dict[str, Tensor]:
+    def loss(self, x: Any, y: np.ndarray | None, rng: Generator, step: int | None = None) -> dict[str, Tensor]:
         """Negative ELBO with weighted KL; entries are batch means (nats per example).
+        ``step`` (optimizer steps taken so far) sets the KL warm-up weight (:meth:`kl_weight`).
 
         One draw of z per example; with ``samples=k`` the reconstruction term is the
         average over k draws (a lower-variance estimate of the same ELBO).
@@ -136,7 +144,7 @@ class VAE(Module):
             recon = self.decoder.nll(self.decoder(self.decoder_input(z, y)), x).mean(axis=0)
         kl = q.kl_standard()
         return {
-            "loss": (recon + self.kl_weight() * kl).mean(),
+            "loss": (recon + self.kl_weight(step) * kl).mean(),
             "recon": recon.mean(),
             "kl": kl.mean(),
             "neg_elbo": (recon + kl).mean(),

@@ -258,8 +258,9 @@ class VQVAE(Module):
         z_q, index = nearest_code(z_e, self.codebook)
         return z_e, z_q, index
 
-    def loss(self, x: Any, y: np.ndarray | None, rng: Generator) -> dict[str, Tensor]:
+    def loss(self, x: Any, y: np.ndarray | None, rng: Generator, step: int | None = None) -> dict[str, Tensor]:
         """Reconstruction + codebook term (loss updates only) + β·commitment; batch means in nats.
+        (No warm-up: ``step`` is unused.)
 
         Also reported: ``perplexity`` and ``codes_used`` of this batch's codes, and
         ``neg_elbo`` = recon + M ln K (uniform prior over codes).

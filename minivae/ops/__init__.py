@@ -12,7 +12,7 @@ module                holds
 ====================  ==================================================================
 ``operands``          lifting operands to tensors, ``array_module(t)``, reduction axes
 ``arithmetic``        ``+ - * /``, ``neg``, ``power``, ``matmul``
-``linear``            the dense layer x @ W + b, optionally fused with its activation
+``dense``             ``linear``: the dense layer x @ W + b, optionally fused with its activation
 ``reductions``        ``sum``, ``mean``, ``max``, ``min``, ``var``, ``std``, ``logsumexp``,
                       ``log_softmax``, ``softmax``
 ``shape``             ``reshape``, ``transpose``, ``squeeze``, ``unsqueeze``, ``flatten``,
@@ -41,7 +41,7 @@ from minivae.ops.elementwise import (
     abs, clip, cos, elu, erf, exp, expm1, gelu, log, log1p, logsigmoid, sign, silu, sin, sqrt, square,
 )
 from minivae.ops.labels import one_hot
-from minivae.ops.linear import linear
+from minivae.ops.dense import linear
 from minivae.ops.operands import array_module, as_tensor, binary_operands
 from minivae.ops.reductions import log_softmax, logsumexp, max, mean, min, softmax, std, sum, var
 from minivae.ops.shape import (

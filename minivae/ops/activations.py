@@ -13,7 +13,8 @@ from minivae.tensor import Tensor
 
 
 def _activation(name: str, x: Tensor, slope: float = 0.0) -> Tensor:
-    """y = f(x) elementwise;  x̄ = g · f'(x), with f' computed from y."""
+    """y = f(x) elementwise;  x̄ = g · f'(x), with f' computed from y (each activation below cites its row).
+    Derivation: derivations/02_backprop_dense.md, Eq. 2.2-2.5."""
     provider = provider_for(x.data)
     y = provider.activation(name, x.data, slope)
     return Tensor.from_op(y, (x,), lambda g: (provider.activation_grad(name, g, y, slope),), name)

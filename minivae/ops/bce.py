@@ -26,7 +26,8 @@ def _bce_operands(op: str, logits: Any, target: Any) -> tuple[Tensor, Tensor, tu
 def _bce_node(logits: Tensor, target: Tensor, value, saved, provider, expand_grad, op: str) -> Tensor:
     """The node shared by the two BCE ops: ``expand_grad`` maps the upstream gradient to
     ℓ's elementwise shape (the identity, or undoing a sum). The provider's ``saved``
-    (e^-|l| on the CPU) serves one backward; a second one (retain_graph) recomputes."""
+    (e^-|l| on the CPU) serves one backward; a second one (retain_graph) recomputes.
+    Derivation: derivations/01_losses_as_likelihoods.md, Eq. 1.6."""
 
     def backward(g):
         nonlocal saved

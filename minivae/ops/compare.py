@@ -85,6 +85,8 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
 
 
 def _pick(op: str, a: Any, b: Any, first_wins) -> Tensor:
+    """The node of ``maximum`` / ``minimum``: y = the picked operand, a tie splitting g in half.
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.26."""
     a, b = binary_operands(op, a, b)
     xp = array_module(a)
     y = broadcast_values(op, xp.maximum if op == "maximum" else xp.minimum, a, b)

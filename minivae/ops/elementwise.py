@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from minivae.ops.operands import array_module
 from minivae.providers import backend
-from minivae.providers.reference import stable_sigmoid
+from minivae.providers.reference import exp_neg_abs, log1p_of, stable_sigmoid
 from minivae.tensor import Tensor
 
 
@@ -140,7 +140,7 @@ def logsigmoid(x: Tensor) -> Tensor:
     Derivation: derivations/15_vjp_rules.md, Eq. 15.23.
     """
     xp = array_module(x)
-    y = xp.minimum(x.data, 0) - xp.log1p(xp.exp(-xp.abs(x.data)))
+    y = xp.minimum(x.data, 0) - log1p_of(xp, exp_neg_abs(xp, x.data))
     return Tensor.from_op(y, (x,), lambda g: (g * stable_sigmoid(xp, -x.data),), "logsigmoid")
 
 

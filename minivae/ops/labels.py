@@ -23,6 +23,8 @@ def one_hot(labels: Any, num_classes: int | None = None, dtype: Any = None) -> T
             raise TypeError(f"one_hot: labels must be integers, got dtype {y.dtype}")
         else:
             y = y.astype(xp.int64)
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, backend.numpy.integer))):
+        raise TypeError(f"one_hot: num_classes must be an integer, got {num_classes!r}")
     if num_classes is None:
         num_classes = int(y.max()) + 1 if y.size else 0
     if num_classes < 0:

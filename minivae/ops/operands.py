@@ -63,7 +63,8 @@ def binary_operands(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
 
 def same_dtype(op: str, tensors: Sequence[Any]) -> list[Tensor]:
     """A list of tensors and raw values lifted to tensors of one dtype: raw values take
-    the dtype of the tensors, wherever they stand in the list."""
+    the dtype of the tensors, wherever they stand in the list.
+    Derivation: none (a helper that lifts operands, not an op)."""
     tensors = list(tensors)
     if not tensors:
         raise ValueError(f"{op}: needs at least one tensor")
@@ -76,7 +77,8 @@ def same_dtype(op: str, tensors: Sequence[Any]) -> list[Tensor]:
 
 
 def broadcast_values(op: str, fn, a: Tensor, b: Tensor):
-    """``fn(a, b)`` on the two tensors' arrays; a broadcast failure names ``op`` and both shapes."""
+    """``fn(a, b)`` on the two tensors' arrays; a broadcast failure names ``op`` and both shapes.
+    Derivation: none (a helper, not an op)."""
     try:
         return fn(a.data, b.data)
     except ValueError as err:
@@ -85,12 +87,14 @@ def broadcast_values(op: str, fn, a: Tensor, b: Tensor):
 
 def array_module(t: Tensor):
     """The array module that holds ``t``'s data: ``numpy``, or ``cupy`` for a tensor on a GPU.
-    Write ``xp = array_module(t)`` and then ``xp.exp(t.data)``: the same code runs on both."""
+    Write ``xp = array_module(t)`` and then ``xp.exp(t.data)``: the same code runs on both.
+    Derivation: none (a helper, not an op)."""
     return backend.array_module(t.data)
 
 
 def needs_grad(t: Tensor) -> bool:
-    """Whether backward must compute a gradient for ``t`` (skip the work otherwise)."""
+    """Whether backward must compute a gradient for ``t`` (skip the work otherwise).
+    Derivation: none (a helper, not an op)."""
     return t.requires_grad
 
 
@@ -98,6 +102,7 @@ def reduction_axes(axis, ndim: int, op: str = "reduction") -> tuple[int, ...]:
     """The axes a reduction runs over, sorted and non-negative (``None``: all of them).
 
     As in PyTorch, a 0-d tensor accepts axis 0 or -1 and reduces over nothing.
+    Derivation: none (a helper, not an op).
     """
     if axis is None:
         return tuple(range(ndim))
@@ -115,7 +120,8 @@ def reduction_axes(axis, ndim: int, op: str = "reduction") -> tuple[int, ...]:
 
 
 def element_count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
-    """How many elements a reduction over ``axes`` combines (0 for an empty axis)."""
+    """How many elements a reduction over ``axes`` combines (0 for an empty axis).
+    Derivation: none (a helper, not an op)."""
     n = 1
     for ax in axes:
         n *= shape[ax]
@@ -123,7 +129,8 @@ def element_count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
 
 
 def expand_back(g, x_shape, axes, keepdims, xp):
-    """Undo a reduction's shape change so g broadcasts against the input."""
+    """Undo a reduction's shape change so g broadcasts against the input (the step every
+    reduction's VJP shares). Derivation: derivations/15_vjp_rules.md, Eq. 15.4."""
     if not keepdims:
         for ax in axes:
             g = xp.expand_dims(g, ax)

@@ -54,6 +54,8 @@ def _reduced_keepdims(x: Tensor, axes: tuple[int, ...], op: str, reduce):
 
 
 def _extreme(op: str, x: Tensor, axis, keepdims: bool) -> Tensor:
+    """The node of ``max`` / ``min``: ties share the gradient equally.
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.32."""
     axes = reduction_axes(axis, x.ndim, op)
     xp = array_module(x)
     y_keep = _reduced_keepdims(x, axes, op, xp.max if op == "max" else xp.min)

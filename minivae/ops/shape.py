@@ -42,6 +42,8 @@ def transpose(x: Tensor, *axes) -> Tensor:
 
 
 def _reshaped(x: Tensor, shape: tuple[int, ...], op: str) -> Tensor:
+    """The node of squeeze / unsqueeze / flatten: a view, its VJP g reshaped back.
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.36."""
     return Tensor.from_op(x.data.reshape(shape), (x,), lambda g: (g.reshape(x.shape),), op)
 
 

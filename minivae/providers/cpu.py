@@ -2,8 +2,9 @@
 
 It inherits every method of :class:`~minivae.providers.reference.ReferenceProvider`
 and overrides only where it saves time on a training step, without restating a
-formula in NumPy (the per-element math of its compiled loops lives in
-``kernels/formulas.py``). It is faster because it
+formula in NumPy: its NumPy passes call the reference's functions with an ``out``
+buffer (``exp_neg_abs``, ``log1p_of``, ``relu``), and the per-element math of its
+compiled loops lives in ``kernels/formulas.py``. It is faster because it
 
 * works in place on arrays that only the caller holds (a fresh matrix product gets
   its bias and its ReLU added in place: ``activation(..., inplace=True)``),
@@ -33,7 +34,7 @@ import numpy as np
 import minivae.kernels.cpu as kc
 from minivae.kernels.threads import on_rows, piece_bounds, run_pieces
 from minivae.providers.arena import ARENA
-from minivae.providers.reference import ReferenceProvider
+from minivae.providers.reference import ReferenceProvider, exp_neg_abs, log1p_of, relu
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
@@ -46,11 +47,8 @@ def _contiguous(a: np.ndarray) -> np.ndarray:
 
 
 def _exp_neg_abs_into(x: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """e = e^-|x| (three in-place ufunc passes, no temporaries)."""
-    np.abs(x, out=e)
-    np.negative(e, out=e)
-    np.exp(e, out=e)
-    return e
+    """e = e^-|x| (the reference's formula, written into ``e``: no temporaries)."""
+    return exp_neg_abs(np, x, out=e)
 
 
 def _exp_neg_abs(x: np.ndarray) -> np.ndarray:
@@ -71,13 +69,13 @@ def _add_row_vector(out: np.ndarray, bias: np.ndarray) -> None:
 
 
 def _relu_into(x: np.ndarray, y: np.ndarray) -> None:
-    np.maximum(x, 0, out=y)
+    relu(np, x, out=y)
 
 
 def _bce_into(logits: np.ndarray, target: np.ndarray, e: np.ndarray, values: np.ndarray) -> None:
     """e = e^-|l|, values = max(l, 0) - l x + log1p(e): the BCE forward of some rows."""
     _exp_neg_abs_into(logits, e)
-    np.log1p(e, out=values)  # (into a buffer: for a 0-d e, np.log1p(e) would be a new scalar)
+    log1p_of(np, e, out=values)  # (into a buffer: for a 0-d e, np.log1p(e) would be a new scalar)
     kc.bce_logits_combine(logits, target, values)
 
 
@@ -160,7 +158,7 @@ class CpuProvider(ReferenceProvider):
                 stop = min(start + block, bounds[k][1])
                 values = scratch[k, : stop - start]
                 _exp_neg_abs_into(l2[start:stop], e2[start:stop])
-                np.log1p(e2[start:stop], out=values)
+                log1p_of(np, e2[start:stop], out=values)
                 kc.bce_logits_combine(l2[start:stop], t2[start:stop], values)
                 values.sum(axis=-1, out=sums[start:stop])
 

@@ -15,10 +15,32 @@ from minivae.providers import backend
 from minivae.providers.base import Array
 
 
+def exp_neg_abs(xp, x: Array, out: Array | None = None) -> Array:
+    """e = e^-|x| ≤ 1: the only exponential the stable sigmoid, softplus and BCE take, so
+    none overflows. With ``out`` (the CPU provider's buffer) it is written there in three
+    in-place passes, with the same values."""
+    if out is None:
+        return xp.exp(-xp.abs(x))
+    xp.abs(x, out=out)
+    xp.negative(out, out=out)
+    return xp.exp(out, out=out)
+
+
+def log1p_of(xp, e: Array, out: Array | None = None) -> Array:
+    """ln(1 + e) for e = e^-|x|: the tail of softplus(x) = max(x, 0) + ln(1 + e^-|x|) and
+    of the BCE (derivations/01_losses_as_likelihoods.md, Eq. 1.5)."""
+    return xp.log1p(e) if out is None else xp.log1p(e, out=out)
+
+
+def relu(xp, x: Array, out: Array | None = None) -> Array:
+    """max(x, 0), into ``out`` when given (the CPU provider's in-place form)."""
+    return xp.maximum(x, 0) if out is None else xp.maximum(x, 0, out=out)
+
+
 def stable_sigmoid(xp, x: Array) -> Array:
     """σ(x) = 1 / (1 + e⁻ˣ), evaluated as e / (1 + e) with e = e^-|x| for x < 0 so
     that exp never overflows."""
-    e = xp.exp(-xp.abs(x))
+    e = exp_neg_abs(xp, x)
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
@@ -26,11 +48,11 @@ def stable_sigmoid(xp, x: Array) -> Array:
 # derivative is written with the OUTPUT y, so a layer keeps only y for backward.
 ACTIVATIONS = {
     #  name          y = f(x)                                                  f'(x) as a function of y
-    "relu":       (lambda xp, x, s: xp.maximum(x, 0),                          lambda xp, y, s: y > 0),
+    "relu":       (lambda xp, x, s: relu(xp, x),                               lambda xp, y, s: y > 0),
     "leaky_relu": (lambda xp, x, s: xp.where(x > 0, x, x * s),                 lambda xp, y, s: xp.where(y > 0, 1, s)),
     "sigmoid":    (lambda xp, x, s: stable_sigmoid(xp, x),                     lambda xp, y, s: y * (1 - y)),
     "tanh":       (lambda xp, x, s: xp.tanh(x),                                lambda xp, y, s: 1 - y * y),
-    "softplus":   (lambda xp, x, s: xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x))), lambda xp, y, s: -xp.expm1(-y)),
+    "softplus":   (lambda xp, x, s: xp.maximum(x, 0) + log1p_of(xp, exp_neg_abs(xp, x)), lambda xp, y, s: -xp.expm1(-y)),
 }
 
 
@@ -89,7 +111,7 @@ class ReferenceProvider:
     # -- Bernoulli likelihood from logits ---------------------------------------------------------
     def bce_logits(self, logits, target):
         xp = backend.array_module(logits)
-        return xp.maximum(logits, 0) - logits * target + xp.log1p(xp.exp(-xp.abs(logits))), None
+        return xp.maximum(logits, 0) - logits * target + log1p_of(xp, exp_neg_abs(xp, logits)), None
 
     def bce_logits_row_sums(self, logits, target):
         values, saved = self.bce_logits(logits, target)

@@ -29,11 +29,13 @@ from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter, a text bar in a terminal
 
 from minivae import losses
+from minivae.distributions import Normal, kl_normal_standard, reparameterize
 from minivae.providers import backend
-from minivae.distributions import Normal
+from minivae.providers.reference import stable_sigmoid
+from minivae.stochastic import bernoulli_kl_uniform_per_dim
 from minivae.random import Generator
 from minivae.tensor import Tensor, no_grad
 
@@ -63,7 +65,7 @@ def posterior_means(kind: str, params: dict[str, np.ndarray]) -> np.ndarray:
     """E_q[z | x_i] for every row: mu (Gaussian) or σ(logits) (Bernoulli); shape (N, D)."""
     if kind == "gaussian":
         return params["mu"]
-    return 1.0 / (1.0 + np.exp(-params["logits"]))
+    return stable_sigmoid(np, params["logits"])
 
 
 def active_units(means: np.ndarray, threshold: float = ACTIVE_THRESHOLD) -> tuple[int, np.ndarray, np.ndarray]:
@@ -82,13 +84,15 @@ def kl_per_dimension(kind: str, params: dict[str, np.ndarray]) -> np.ndarray:
     Gaussian vs N(0, 1):      ½ (e^lv + mu² - 1 - lv)
     Bernoulli vs Bernoulli(½): p ln p + (1 - p) ln(1 - p) + ln 2, with ln p = -softplus(-l)
     """
-    if kind == "gaussian":
-        mu, lv = params["mu"], params["logvar"]
-        return (0.5 * (np.exp(lv) + mu * mu - 1.0 - lv)).mean(axis=0)
-    l = params["logits"]
-    p = 1.0 / (1.0 + np.exp(-l))
-    log_p, log_1mp = -np.logaddexp(0.0, -l), -np.logaddexp(0.0, l)
-    return (p * log_p + (1.0 - p) * log_1mp + math.log(2.0)).mean(axis=0)
+    # The engine's nodes, evaluated without a graph: one home for each formula. The Gaussian
+    # KL node sums over the last axis, so a trailing axis of size 1 keeps each dimension apart.
+    with no_grad():
+        if kind == "gaussian":
+            mu, lv = (Tensor(params[name][..., None], dtype="float64") for name in ("mu", "logvar"))
+            per_dim = kl_normal_standard(mu, lv)
+        else:
+            per_dim = bernoulli_kl_uniform_per_dim(Tensor(params["logits"], dtype="float64"))
+    return backend.to_numpy(per_dim.data).mean(axis=0)
 
 
 def _log_q_matrix(
@@ -125,9 +129,11 @@ def mutual_information(
     for _ in range(samples):
         if kind == "gaussian":
             eps = rng.numpy.standard_normal((n, d))
-            z = params["mu"] + np.exp(0.5 * params["logvar"]) * eps
+            with no_grad():  # the sampling node, without a graph
+                mu, lv = (Tensor(params[name], dtype="float64") for name in ("mu", "logvar"))
+                z = backend.to_numpy(reparameterize(mu, lv, eps).data)
         else:
-            p = 1.0 / (1.0 + np.exp(-params["logits"]))
+            p = stable_sigmoid(np, params["logits"])
             z = (rng.numpy.random((n, d)) < p).astype(np.float64)
         m = _log_q_matrix(kind, params, z, progress=progress)
         total += float(np.mean(np.diag(m) - logsumexp(m, axis=1) + math.log(n)))

@@ -1,7 +1,10 @@
-"""Figures of a trained model, saved as PNG files.
+"""Figures of a trained model: shown inline in Jupyter, or saved as PNG files.
 
 Built on matplotlib's object interface (``matplotlib.figure.Figure`` rendered by
 the Agg canvas), so nothing here needs a display or touches pyplot's global state.
+Every ``plot_*`` helper takes an optional ``path``: given one, it writes the PNG
+there and returns the path; without one, it returns the figure, an
+:class:`InlineFigure` that a Jupyter cell shows as a picture (pyplot or not).
 
 - :func:`plot_reconstructions`  inputs in the top row, their reconstructions below
 - :func:`plot_samples`          decoder outputs for z drawn from the model's prior (the generative model)
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure as _MatplotlibFigure
 from scipy.special import ndtri  # Φ⁻¹, what scipy.stats.norm.ppf computes (scipy.stats takes ~0.5 s to import)
 
 from minivae.nn import Module
@@ -37,11 +40,27 @@ def _numpy(t: Any) -> np.ndarray:
     return t.numpy() if isinstance(t, Tensor) else np.asarray(t)
 
 
+class InlineFigure(_MatplotlibFigure):
+    """A matplotlib Figure that Jupyter displays as a PNG through ``_repr_png_``.
+
+    A bare ``matplotlib.figure.Figure`` shows inline only once pyplot's inline backend
+    has registered its display hook; this one needs nothing but IPython.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        return buffer.getvalue()
+
+
+Figure = InlineFigure  # every figure below is built from this class
+PathLike = str | os.PathLike
+
 #: The formats a figure may be saved in, chosen by the file's suffix (PNG without one).
 FIGURE_FORMATS = ("png", "pdf", "svg")
 
 
-def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
+def save_figure(fig: _MatplotlibFigure, path: PathLike) -> Path:
     """Render to memory in the format the suffix names, then write atomically (a half-written file
     never replaces a good one)."""
     kind = Path(path).suffix.lower().lstrip(".") or "png"
@@ -51,6 +70,11 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     fig.savefig(buffer, format=kind, dpi=100, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
+
+
+def show_or_save(fig: _MatplotlibFigure, path: PathLike | None) -> "Path | _MatplotlibFigure":
+    """The figure itself when ``path`` is None (for a notebook), else ``save_figure(fig, path)``."""
+    return fig if path is None else save_figure(fig, path)
 
 
 def image_grid(images: np.ndarray, rows: int, cols: int, image_shape: Sequence[int], pad: int = 1) -> np.ndarray:
@@ -77,7 +101,9 @@ def _labels_of(model: Module, data: Dataset, rows: slice | np.ndarray) -> np.nda
     return data.y[rows] if getattr(model, "conditional", False) else None
 
 
-def plot_reconstructions(model: Module, data: Dataset, path: str | os.PathLike, n: int = 12) -> Path:
+def plot_reconstructions(
+    model: Module, data: Dataset, path: PathLike | None = None, n: int = 12
+) -> Path | InlineFigure:
     """Top: n inputs from ``data``; bottom: decode(encode(x)) through the posterior mean."""
     if data.image_shape is None:
         return _scatter_pairs(data.x, _reconstruct_all(model, data), "data", "reconstruction", path,
@@ -89,7 +115,7 @@ def plot_reconstructions(model: Module, data: Dataset, path: str | os.PathLike, 
     fig = Figure(figsize=(1.0 * len(rows), 2.4))
     ax = fig.add_subplot()
     _show_grid(ax, image_grid(np.concatenate([x, out]), 2, len(rows), data.image_shape), "inputs (top) and reconstructions (bottom)")
-    return save_figure(fig, path)
+    return show_or_save(fig, path)
 
 
 def _reconstruct_all(model: Module, data: Dataset) -> np.ndarray:
@@ -121,7 +147,9 @@ def _loss_units(model: Module) -> str:
     return "squared error per example" if likelihood == "mse" else "nats per example"
 
 
-def _scatter_pairs(a: np.ndarray, b: np.ndarray, label_a: str, label_b: str, path, title: str = "") -> Path:
+def _scatter_pairs(
+    a: np.ndarray, b: np.ndarray, label_a: str, label_b: str, path: PathLike | None, title: str = ""
+) -> Path | InlineFigure:
     fig = Figure(figsize=(5, 5))
     ax = fig.add_subplot()
     ax.set_title(title or f"{label_a} and {label_b}")
@@ -131,13 +159,13 @@ def _scatter_pairs(a: np.ndarray, b: np.ndarray, label_a: str, label_b: str, pat
     ax.scatter(b[:, 0], b[:, 1], s=4, alpha=0.6, c="tab:red", label=label_b)
     ax.set_aspect("equal")
     ax.legend(loc="upper right")
-    return save_figure(fig, path)
+    return show_or_save(fig, path)
 
 
 def plot_samples(
-    model: Module, rng: Generator, image_shape: Sequence[int] | None, path: str | os.PathLike,
+    model: Module, rng: Generator, image_shape: Sequence[int] | None, path: PathLike | None = None,
     n: int = 100, data: Dataset | None = None, y: int | None = None,
-) -> Path:
+) -> Path | InlineFigure:
     """Decoder means for n draws from the model's prior: what it generates (class ``y`` for a CVAE)."""
     with no_grad():
         samples = _numpy(model.sample(n, rng) if y is None else model.sample(n, rng, y=y))
@@ -150,12 +178,12 @@ def plot_samples(
     fig = Figure(figsize=(0.55 * cols + 0.5, 0.55 * rows + 0.7))
     _show_grid(fig.add_subplot(), image_grid(samples, rows, cols, image_shape),
                f"samples from the prior, {prior_label(model)}" + (f", class {y}" if y is not None else ""))
-    return save_figure(fig, path)
+    return show_or_save(fig, path)
 
 
 def plot_latent_manifold(
-    model: Module, image_shape: Sequence[int], path: str | os.PathLike, grid: int = 15, y: int | None = None
-) -> Path:
+    model: Module, image_shape: Sequence[int], path: PathLike | None = None, grid: int = 15, y: int | None = None
+) -> Path | InlineFigure:
     """decode(z) over a grid of a 2-D latent space.
 
     The grid points are z = Φ⁻¹(u) for u evenly spaced in (0, 1), Φ the standard
@@ -177,10 +205,10 @@ def plot_latent_manifold(
     _show_grid(ax, image_grid(images, grid, grid, image_shape), "decoder over the latent plane, z = Φ⁻¹(u)")
     ax.set_xlabel(f"z₁ from {values[0]:.2f} to {values[-1]:.2f}")
     ax.set_ylabel(f"z₂ from {values[-1]:.2f} (top) to {values[0]:.2f}")
-    return save_figure(fig, path)
+    return show_or_save(fig, path)
 
 
-def plot_latent_scatter(model: Module, data: Dataset, path: str | os.PathLike) -> Path:
+def plot_latent_scatter(model: Module, data: Dataset, path: PathLike | None = None) -> Path | InlineFigure:
     """Posterior means of ``data``, coloured by label; latent > 2 is projected on its first two principal axes."""
     with no_grad():
         codes = _numpy(model.encode(data.x, _labels_of(model, data, slice(None))))
@@ -202,10 +230,12 @@ def plot_latent_scatter(model: Module, data: Dataset, path: str | os.PathLike) -
     ax.set_xlabel(axes_names[0])
     ax.set_ylabel(axes_names[1])
     ax.set_title(f"posterior means of {data.name}")
-    return save_figure(fig, path)
+    return show_or_save(fig, path)
 
 
-def plot_loss_curves(history: list[dict[str, Any]], path: str | os.PathLike, units: str = "nats per example") -> Path:
+def plot_loss_curves(
+    history: list[dict[str, Any]], path: PathLike | None = None, units: str = "nats per example"
+) -> Path | InlineFigure:
     """One panel per quantity (loss, recon, kl when present): train and test per epoch, in ``units``."""
     if not history:
         raise ValueError("plot_loss_curves: the history is empty (no epoch finished)")
@@ -221,12 +251,12 @@ def plot_loss_curves(history: list[dict[str, Any]], path: str | os.PathLike, uni
         ax.set_ylabel(units)
         ax.legend()
     fig.tight_layout()
-    return save_figure(fig, path)
+    return show_or_save(fig, path)
 
 
 def plot_class_samples(
-    model: Module, rng: Generator, image_shape: Sequence[int], path: str | os.PathLike, per_class: int = 10
-) -> Path:
+    model: Module, rng: Generator, image_shape: Sequence[int], path: PathLike | None = None, per_class: int = 10
+) -> Path | InlineFigure:
     """CVAE: row c shows class c; column j uses the same z in every row, so a column keeps one style."""
     classes = int(model.num_classes)
     z = backend.to_numpy(rng.normal((per_class, model.latent)))
@@ -237,10 +267,10 @@ def plot_class_samples(
     fig = Figure(figsize=(0.55 * per_class + 0.8, 0.55 * classes + 0.7))
     ax = fig.add_subplot()
     _show_grid(ax, image_grid(images, classes, per_class, image_shape), "class-conditional samples (rows: classes)")
-    return save_figure(fig, path)
+    return show_or_save(fig, path)
 
 
-def plot_codebook_usage(model: Module, data: Dataset, path: str | os.PathLike) -> Path:
+def plot_codebook_usage(model: Module, data: Dataset, path: PathLike | None = None) -> Path | InlineFigure:
     """VQ-VAE: how often each code is chosen on ``data``, one colour per position; dead codes marked."""
     index = model.codes(data.x)
     report = model.codebook_report(data.x)
@@ -261,7 +291,7 @@ def plot_codebook_usage(model: Module, data: Dataset, path: str | os.PathLike) -
     if index.shape[1] <= 8:
         ax.legend(fontsize=7, ncol=min(4, index.shape[1]))
     fig.tight_layout()
-    return save_figure(fig, path)
+    return show_or_save(fig, path)
 
 
 def write_figures(

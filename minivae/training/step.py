@@ -53,14 +53,14 @@ def check_loss_entries(model: Any, out: Any) -> None:
 def training_step(
     model: Module, optimizer: Adam, x: Any, y: Any, rng: Generator, limit: float = math.inf
 ) -> dict[str, Tensor]:
-    """Minimise ``model.loss(x, y, rng)["loss"]`` by one optimizer step; returns the loss entries.
+    """Minimise ``model.loss(x, y, rng, step)["loss"]`` by one optimizer step; returns the loss entries.
+    ``step`` is the optimizer's count of steps taken so far (it drives schedules such as the KL
+    warm-up): passed to the loss, never written into the model.
 
     Raises :class:`BadLoss` (without updating anything) when the loss is NaN, ±inf or
     ``|loss| > limit``.
     """
-    if hasattr(model, "step"):
-        model.step = optimizer.steps  # drives schedules such as the KL warm-up
-    out = model.loss(x, y, rng)
+    out = model.loss(x, y, rng, step=optimizer.steps)
     check_loss_entries(model, out)
     value = out["loss"].item()
     if not math.isfinite(value) or abs(value) > limit:

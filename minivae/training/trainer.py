@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter, a text bar in a terminal
 
 from minivae.models import build_model
 from minivae.nn import Module
@@ -115,15 +115,17 @@ def blas_threads(n: int | None = 1) -> Iterator[None]:
 # =============================================================================
 
 
-def evaluate(model: Module, data: Dataset, rng: Generator, batch_size: int = 500) -> dict[str, float]:
-    """Per-example averages of every entry of ``model.loss`` over ``data`` (no graph, eval mode)."""
+def evaluate(model: Module, data: Dataset, rng: Generator, batch_size: int = 500,
+             step: int | None = None) -> dict[str, float]:
+    """Per-example averages of every entry of ``model.loss`` over ``data`` (no graph, eval mode);
+    ``step`` goes to the loss (the KL warm-up weight; None: after the warm-up)."""
     totals: dict[str, float] = {}
     was_training = model.training
     model.eval()
     try:
         with no_grad():
             for xb, yb in batches(data, batch_size, shuffle=False):
-                for name, value in model.loss(xb, yb, rng).items():
+                for name, value in model.loss(xb, yb, rng, step=step).items():
                     totals[name] = totals.get(name, 0.0) + value.item() * len(xb)
     finally:
         model.train(was_training)
@@ -323,10 +325,6 @@ class Trainer:
             self.epoch, self.history = ckpt.epoch, ckpt.history
             self.saved_epoch, self.position = ckpt.epoch, ckpt.position
             self.saved_position = ckpt.position
-            if hasattr(self.model, "step") and self.optimizer.steps:
-                # What training_step last set: the schedules (KL warm-up) of a test evaluation right
-                # after resuming at an epoch's last step then see the step they saw uninterrupted.
-                self.model.step = self.optimizer.steps - 1
             self._first_loss = (ckpt.position or {}).get("first_loss")
             where = (f"at step {ckpt.position['step']} of epoch {self.epoch + 1}" if ckpt.position
                      else f"after epoch {self.epoch}")
@@ -407,7 +405,9 @@ class Trainer:
             started = time.perf_counter()
             bar.set_description(f"epoch {epoch}/{self.config.epochs}")
             train_metrics = self._train_epoch(epoch, bar)
-            test_metrics = evaluate(self.model, self.test_set, self.eval_rng(epoch))
+            # the KL weight of the epoch's last training step, so test and train losses compare
+            last_step = max(self.optimizer.steps - 1, 0)
+            test_metrics = evaluate(self.model, self.test_set, self.eval_rng(epoch), step=last_step)
             if not all(math.isfinite(v) for v in test_metrics.values()):
                 self._diverged(f"the test loss is {test_metrics.get('loss')} after epoch {epoch}")
             row = {
