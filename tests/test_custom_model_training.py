@@ -126,7 +126,8 @@ class _Returns(mv.nn.Module):
     (lambda r: (r, {}), r"returned a tuple, not a dict"),
     (lambda r: {"total": r}, r"returned a dict without a 'loss' entry \(it has 'total'\)"),
     (lambda r: {"loss": float(r)}, r"returned 'loss' as a float, not a one-element Tensor"),
-    (lambda r: {"loss": r, "mse": r * mv.tensor(np.ones(3, dtype="float32"))}, r"returned 'mse' with shape \(3,\), not one element"),
+    (lambda r: {"loss": r, "mse": r * mv.tensor(np.ones(3, dtype="float32"))},
+     r"returned 'mse' with shape \(3,\), not one element"),
     (lambda r: {"loss": r.detach()}, r"returned a 'loss' that does not require grad"),
 ])
 def test_a_loss_that_breaks_the_protocol_is_one_line_naming_the_model_and_the_fix(tmp_path, wrong, message):

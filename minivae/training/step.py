@@ -7,6 +7,7 @@ update, so the parameters are still the ones that produced it (not worse ones).
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -23,6 +24,18 @@ class BadLoss(FloatingPointError):
         self.value, self.limit = value, limit
         what = "not finite" if not math.isfinite(value) else f"beyond {limit:.3g} (exploding)"
         super().__init__(f"the loss is {value:.6g}, {what}")
+
+
+def call_loss(model: Any, x: Any, y: Any, rng: Generator, step: int | None) -> Any:
+    """``model.loss(x, y, rng, step=step)``, or ``model.loss(x, y, rng)`` for a loss without a
+    ``step`` parameter: the built-in models schedule the KL warm-up by it, a model of your own
+    (Trainer's protocol) need not take it."""
+    try:
+        parameters = inspect.signature(model.loss).parameters
+    except (TypeError, ValueError):  # no signature to read: the protocol's three arguments
+        return model.loss(x, y, rng)
+    takes_step = "step" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    return model.loss(x, y, rng, step=step) if takes_step else model.loss(x, y, rng)
 
 
 def check_loss_entries(model: Any, out: Any) -> None:
@@ -60,7 +73,7 @@ def training_step(
     Raises :class:`BadLoss` (without updating anything) when the loss is NaN, ±inf or
     ``|loss| > limit``.
     """
-    out = model.loss(x, y, rng, step=optimizer.steps)
+    out = call_loss(model, x, y, rng, step=optimizer.steps)
     check_loss_entries(model, out)
     value = out["loss"].item()
     if not math.isfinite(value) or abs(value) > limit:

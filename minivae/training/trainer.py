@@ -63,7 +63,7 @@ from minivae.training.memory import MemoryEstimateError, check_fits, loading_byt
 from minivae.training.runfolder import (  # noqa: F401
     RUN_OUTPUTS, RunFolder, RunFolderError, atomic_write_bytes, atomic_write_json, atomic_write_text,
 )
-from minivae.training.step import BadLoss, training_step
+from minivae.training.step import BadLoss, call_loss, training_step
 
 #: A loss this many times larger than the run's first loss (in absolute value, at least 1)
 #: has exploded: training stops as it does for NaN. A trained model only gets better than
@@ -125,7 +125,7 @@ def evaluate(model: Module, data: Dataset, rng: Generator, batch_size: int = 500
     try:
         with no_grad():
             for xb, yb in batches(data, batch_size, shuffle=False):
-                for name, value in model.loss(xb, yb, rng, step=step).items():
+                for name, value in call_loss(model, xb, yb, rng, step=step).items():
                     totals[name] = totals.get(name, 0.0) + value.item() * len(xb)
     finally:
         model.train(was_training)
@@ -211,7 +211,8 @@ class Trainer:
     and the config's data, epochs, batch size, lr and seed apply (its latent/hidden do not):
 
     * ``loss(x, y, rng) -> dict[str, Tensor]``: one-element tensors, averaged over the
-      batch; ``"loss"`` is minimised, every entry is logged. ``x`` is a NumPy batch
+      batch; ``"loss"`` is minimised, every entry is logged (a ``step`` keyword, if the loss
+      takes one, gets the optimizer's step count, as the built-in models' KL warm-up does). ``x`` is a NumPy batch
       (rows are examples), ``y`` its labels or None, ``rng`` a ``minivae.random.Generator``
       for any noise (checkpointed, so resume is exact).
     * ``parameters()``, ``train(mode=True)`` / ``eval()`` with a ``training`` flag, and
