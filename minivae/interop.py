@@ -90,7 +90,7 @@ def refuse_grad(t: Tensor, what: str) -> None:
     """The one message for an implicit conversion of a tensor that requires grad."""
     if t.requires_grad:
         # one element: most likely a loss kept for a plot or a log (losses.append(loss); plt.plot(losses))
-        scalar = "; for a loss to plot or log, keep loss.item() (a float) in the list" if t.size == 1 else ""
+        scalar = "; for a loss to plot or log, use loss.item() (a float)" if t.size == 1 else ""
         raise TypeError(
             f"{what}: this tensor {t.shape} requires grad, and an array would silently drop its gradient. "
             f"Call t.detach() first (or t.numpy() for the values), or compute it under mv.no_grad(){scalar}"

@@ -211,7 +211,7 @@ def test_plotting_a_list_of_losses_that_require_grad_points_to_item():
     """Found in QA: `losses.append(loss)` then `plt.plot(losses)`, the first thing a student plots."""
     w = mv.tensor([1.0, 2.0], requires_grad=True)
     losses = [(w * w).sum(), (w * 3.0).sum()]
-    with pytest.raises(TypeError, match=r"requires grad.*keep loss\.item\(\) \(a float\) in the list"):
+    with pytest.raises(TypeError, match=r"requires grad.*for a loss to plot or log, use loss\.item\(\) \(a float\)"):
         plt.plot(losses)
     with pytest.raises(TypeError, match=r"requires grad.*detach\(\)") as matrix:
         np.asarray(w)
