@@ -30,12 +30,31 @@ def call_loss(model: Any, x: Any, y: Any, rng: Generator, step: int | None) -> A
     """``model.loss(x, y, rng, step=step)``, or ``model.loss(x, y, rng)`` for a loss without a
     ``step`` parameter: the built-in models schedule the KL warm-up by it, a model of your own
     (Trainer's protocol) need not take it."""
+    loss = model.loss
+    return loss(x, y, rng, step=step) if _takes_step(loss) else loss(x, y, rng)
+
+
+#: {loss function: whether it takes ``step``}: read once per function, not at every step.
+_TAKES_STEP: dict[Any, bool] = {}
+
+
+def _takes_step(loss: Any) -> bool:
+    function = getattr(loss, "__func__", loss)  # a bound method's function is the same for every instance
     try:
-        parameters = inspect.signature(model.loss).parameters
+        return _TAKES_STEP[function]
+    except (KeyError, TypeError):  # not seen yet (or unhashable: read each time)
+        pass
+    try:
+        parameters = inspect.signature(loss).parameters.values()
     except (TypeError, ValueError):  # no signature to read: the protocol's three arguments
-        return model.loss(x, y, rng)
-    takes_step = "step" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    return model.loss(x, y, rng, step=step) if takes_step else model.loss(x, y, rng)
+        takes = False
+    else:
+        takes = any(p.name == "step" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    try:
+        _TAKES_STEP[function] = takes
+    except TypeError:
+        pass
+    return takes
 
 
 def check_loss_entries(model: Any, out: Any) -> None:
