@@ -31,9 +31,14 @@ import numba
 from numba.np.ufunc import parallel as _numba_parallel  # (asked whether numba's own pool was started)
 
 #: Elements per piece, at least; an array of fewer than twice as many is one piece, done by
-#: the calling thread as before. A first estimate: ``benchmarks/threads_threshold.py``
-#: measures where a second thread starts to pay (its rule: set this to half of that size).
-MIN_PIECE = 1 << 16
+#: the calling thread as before. Measured, not guessed (``benchmarks/threads_threshold.py``,
+#: results/threads_threshold-2026-12-06.json, 2-vCPU Intel Xeon VM, quiet): from 4096 to
+#: 2,097,152 float32 elements no loop ran >= 10% faster on two threads (BCE 0.99-1.13x, ReLU
+#: backward 1.02-1.34x at mid sizes only, the foreach optimizers 0.45-0.95x: slower). So the
+#: split is off for every array this project's models make (2^21 elements per piece, arrays of
+#: >= 4,194,304 elements); rerun the benchmark on a machine with more cores and set this to half
+#: the size it prints.
+MIN_PIECE = 1 << 21
 #: At most this many pieces (a power of two, so 1, 2, 4 or 8 threads share them evenly).
 MAX_PIECES = 8
 

@@ -185,7 +185,8 @@ def test_foreach_rejects_bad_lists():
         cpu.sgd_foreach([p], [p], [p], [False, True], 0.1, 0.0)
 
 
-def test_piece_bounds_cover_the_rows_by_size_alone():
+def test_piece_bounds_cover_the_rows_by_size_alone(monkeypatch):
+    monkeypatch.setattr(threads, "MIN_PIECE", 1 << 16)  # a threshold at which a 1024 x 784 array splits 8 ways
     assert threads.piece_bounds(1000, 2 * threads.MIN_PIECE - 1) == [(0, 1000)]
     for rows, elements in [(1000, 2 * threads.MIN_PIECE), (3, 10**9), (1024, 1024 * 784), (7, 7 * threads.MIN_PIECE)]:
         bounds = threads.piece_bounds(rows, elements)
