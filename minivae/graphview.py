@@ -36,12 +36,12 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
 
+from minivae.files import atomic_write_bytes
 from minivae.tensor import Tensor
 
 #: Fill colours by node kind (the legend lists them in this order).
@@ -508,20 +508,10 @@ class GraphPicture:
         if fmt not in FORMATS:
             raise ValueError(f"draw_graph: cannot write {path!r}; use a .png, .svg, .pdf or .dot path")
         data = self.render(fmt)
-        folder = os.path.dirname(os.path.abspath(path))
-        try:
-            os.makedirs(folder, exist_ok=True)
-            fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+        try:  # a reader sees the old picture or the new one, never half of one
+            atomic_write_bytes(path, data)
         except OSError as err:
             raise OSError(f"draw_graph: cannot write {path!r} ({err.strerror or err})") from None
-        try:  # a reader sees the old picture or the new one, never half of one
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(temp, 0o644)
-            os.replace(temp, path)
-        except BaseException:
-            os.unlink(temp)
-            raise
         self.path = path
         return path
 

@@ -373,14 +373,19 @@ def sweep_figures(function: str, dims: Sequence[int], samples: Sequence[int], se
 def plot_sweeps(function: str, dims: Sequence[int], samples: Sequence[int], seeds: int, directory: str,
                 fixed_dim: int, fixed_samples: int) -> list[str]:
     """The two figures of :func:`sweep_figures`, saved in ``directory``; returns their paths."""
+    import io
     import os
+
+    from minivae.files import atomic_write_bytes
 
     os.makedirs(directory, exist_ok=True)
     paths = []
     figures = sweep_figures(function, dims, samples, seeds, fixed_dim, fixed_samples)
     for fig, fname in zip(figures, ("variance_vs_dim.png", "variance_vs_samples.png")):
         path = os.path.join(directory, f"{function}_{fname}")
-        fig.savefig(path, dpi=120)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=120)
+        atomic_write_bytes(path, buffer.getvalue())  # a killed run never leaves half a picture
         paths.append(path)
     return paths
 

@@ -36,7 +36,7 @@ from minivae.nn import Module, StateDictError
 from minivae.optim import Adam
 from minivae.random import Generator
 from minivae.training.config import RESUMABLE_KEYS, config_differences
-from minivae.training.runfolder import atomic_write_bytes
+from minivae.files import atomic_write_bytes
 
 CHECKPOINT = "checkpoint.npz"
 CHECKPOINT_FORMAT = "minivae-checkpoint-1"

@@ -36,6 +36,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from minivae.files import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401 (the names used to live here)
+
 try:  # POSIX; on Windows runs are not locked
     import fcntl
 except ImportError:  # pragma: no cover
@@ -69,60 +71,8 @@ class RunFolderError(ValueError):
 
 
 # =============================================================================
-# Atomic files
+# Atomic files (the write itself has one home: minivae/files.py)
 # =============================================================================
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half of one."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        if err.errno is None:
-            raise
-        raise OSError(err.errno, err.strerror, str(path)) from None  # name the file meant
-    try:
-        os.chmod(temp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; give the usual permissions
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, path)  # atomic on POSIX and Windows when on the same file system
-    except OSError as err:
-        _discard(temp)
-        if err.errno is None:
-            raise
-        raise OSError(err.errno, err.strerror, str(path)) from None  # name the file meant, not the temporary one
-    except BaseException:
-        _discard(temp)
-        raise
-
-
-def _discard(temp: str) -> None:
-    """Remove a temporary file; on a read-only or failing disk that may fail too, and the next run removes it."""
-    try:
-        os.unlink(temp)
-    except OSError:
-        pass
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 @contextlib.contextmanager
