@@ -3,7 +3,6 @@ and the refusal to call a Bernoulli score on grey pixels a log-likelihood."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -90,17 +89,25 @@ def test_saved_binarization_checks(tmp_path):
         load_binarized(broken)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
-def test_save_into_read_only_folder_keeps_nothing_half_written(tmp_path):
+@pytest.mark.parametrize("failing", ["mkstemp", "replace"])
+def test_save_into_read_only_folder_keeps_nothing_half_written(tmp_path, monkeypatch, failing):
+    """A read-only folder (simulated: root ignores permission bits) fails either when the temporary
+    file is made or when it is renamed into place; either way nothing is left behind."""
+    import errno
+
+    import minivae.files
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    target = minivae.files.tempfile if failing == "mkstemp" else minivae.files.os
+    monkeypatch.setattr(target, failing, read_only)
     folder = tmp_path / "ro"
     folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(OSError):
-            save_binarized(folder / "b.npz", np.ones((2, 8), np.float32))
-        assert list(folder.iterdir()) == []
-    finally:
-        folder.chmod(0o700)
+    with pytest.raises(OSError, match="Read-only file system"):
+        save_binarized(folder / "b.npz", np.ones((2, 8), np.float32))
+    monkeypatch.undo()
+    assert list(folder.iterdir()) == []
 
 
 def test_grey_pixels_under_a_bernoulli_likelihood_are_not_a_log_likelihood():

@@ -3,12 +3,13 @@ the static sample's file, and the refusal of a likelihood that does not fit the 
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from minivae.files import atomic_write_bytes
 from minivae.random import Generator
 from minivae.training.data.dataset import DataError, Dataset
 
@@ -72,17 +73,9 @@ def save_binarized(path: str | os.PathLike, x: np.ndarray) -> None:
     x = np.asarray(x)
     if x.ndim != 2 or not is_binary(x):
         raise ValueError(f"save_binarized({path}): expected a 2-D array of 0/1 values, got shape {x.shape}")
-    path = Path(path)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, bits=np.packbits(x.astype(np.uint8), axis=1), shape=np.array(x.shape))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, bits=np.packbits(x.astype(np.uint8), axis=1), shape=np.array(x.shape))
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_binarized(path: str | os.PathLike) -> np.ndarray:
