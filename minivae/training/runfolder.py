@@ -36,7 +36,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from minivae.files import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401 (the names used to live here)
+from minivae.files import atomic_write_bytes, atomic_write_json, atomic_write_text, json_text  # noqa: F401 (the names used to live here)
 
 try:  # POSIX; on Windows runs are not locked
     import fcntl
@@ -302,7 +302,7 @@ class RunFolder:
         return self.write_bytes(name, text.encode("utf-8"))
 
     def write_json(self, name: str, obj: Any) -> Path:
-        return self.write_text(name, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        return self.write_text(name, json_text(obj))
 
     def prune(self) -> None:
         """Drop manifest entries whose file is gone (recorded for a write that never happened)."""
