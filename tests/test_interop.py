@@ -6,6 +6,9 @@ Each of these was a silent trap before (object arrays of 0-d tensors, `float(t)`
 
 from __future__ import annotations
 
+import pickle
+import re
+
 import matplotlib
 import numpy as np
 import pytest
@@ -146,6 +149,42 @@ def test_equality_is_elementwise_and_hash_stays_identity():
     assert len(seen) == 2 and seen[a] == "a" and seen[twin] == "twin" and a in {a} and twin not in {a}
     params = [a, b]
     assert any(p is b for p in params) and not any(p is twin for p in params)  # membership by identity
+
+
+@pytest.mark.parametrize("ask, sym", [
+    (lambda a, b: bool(a == b), "=="),
+    (lambda a, b: b in [a, b], "=="),  # `in` tests == against a first
+    (lambda a, b: max(a, b), ">"),
+    (lambda a, b: min(a, b), "<"),
+    (lambda a, b: sorted([a, b]), "<"),
+    (lambda a, b: bool(a[None] <= b[:, None]), "<="),  # broadcast both ways: 9 elements
+])
+def test_the_truth_of_a_comparison_names_it_and_the_way_out(ask, sym):
+    a, b = mv.tensor([1.0, 2.0, 3.0]), mv.tensor([3.0, 2.0, 1.0])
+    with pytest.raises(ValueError, match=rf"^bool\(a {re.escape(sym)} b\): comparing tensors is elementwise \((3|9) elements") as err:
+        ask(a, b)
+    message = str(err.value)
+    assert "\n" not in message and ".all()" in message and "x is t" in message and "mv.maximum" in message
+
+
+def test_a_comparison_is_a_numpy_array_in_every_other_way():
+    a, b = mv.tensor([[1.0, -2.0]]), mv.tensor([[0.0], [5.0]])
+    mask = a > b
+    assert isinstance(mask, np.ndarray) and mask.dtype == bool and mask.shape == (2, 2)
+    assert repr(mask) == repr(np.array([[True, False], [False, False]]))
+    for derived in (mask * 1.0, mask & mask, ~mask, np.asarray(mask), mask == True):  # noqa: E712
+        assert type(derived) is np.ndarray
+    assert mask.any() and not mask.all() and type(mask.sum()) is not np.ndarray and mask.sum() == 1
+    assert mv.where(mask, a, b).tolist() == [[1.0, 0.0], [5.0, 5.0]]
+    assert a.data[a > 0].tolist() == [1.0] and a[a > 0].tolist() == [1.0]  # indexing with the mask
+    assert bool(mv.tensor(2.0) > 1.0) is True and bool(mv.tensor([2.0]) < 1.0) is False  # one element: its truth
+    assert bool(mv.tensor([[2.0]]) == mv.tensor(2.0)) is True
+    with pytest.raises(ValueError, match=r"0 elements, shape \(0,\)"):
+        bool(mv.tensor(np.zeros(0)) < 1.0)
+    restored = pickle.loads(pickle.dumps(mask))
+    assert np.array_equal(restored, mask)
+    noncontiguous = mv.tensor(np.arange(12.0).reshape(3, 4).T)  # a transposed view
+    assert (noncontiguous >= 5.0).sum() == 7 and (noncontiguous >= 5.0)[0, :].tolist() == [False, False, True]
 
 
 def test_optimizers_and_modules_still_find_their_parameters_by_identity():

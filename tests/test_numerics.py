@@ -57,3 +57,17 @@ def test_a_log_of_a_negative_number_warns_while_log_of_zero_stays_quiet(op, valu
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert getattr(mv, op)(mv.tensor([-1.0 if op == "log1p" else 0.0])).numpy()[0] == -np.inf
+
+
+@pytest.mark.parametrize("exponent", [0.5, mv.tensor(0.5), mv.tensor([0.5, 0.5])], ids=["number", "0-d tensor", "tensor"])
+def test_a_negative_base_with_a_fractional_exponent_warns_whatever_the_exponent_is(exponent):
+    """Found in QA: x ** 0.5 warned but x ** tensor(0.5) was a silent NaN (the forward was quiet)."""
+    x = mv.tensor([-4.0, 4.0], requires_grad=True)
+    with pytest.warns(mv.NumericWarning, match=rf"invalid value encountered in minivae's forward of '\w+' \(called from {HERE}:\d+\)"):
+        y = x ** exponent
+    assert np.isnan(y.numpy()[0]) and y.numpy()[1] == 2.0
+    with warnings.catch_warnings():  # a well-defined power stays quiet, forward and backward (both branches of `where`)
+        warnings.simplefilter("error")
+        z = mv.tensor([0.0, 2.0], requires_grad=True) ** mv.tensor([2.0, 3.0], requires_grad=True)
+        z.sum().backward()
+        assert z.tolist() == [0.0, 8.0]

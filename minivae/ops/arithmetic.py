@@ -90,8 +90,9 @@ def power(a: Any, exponent: Any) -> Tensor:
 
     a, b = binary_operands("pow", a, exponent)
     xp = array_module(a)
-    with backend.quiet_errors(a.data):
-        y = broadcast_values("pow", lambda u, v: u ** v, a, b)
+    # not quiet: a NaN here (negative base, non-integer exponent) or 0 ** -1 is reported as
+    # for x ** 0.5 above (mv.NumericWarning); only the backward's both-branches `where` is quiet
+    y = broadcast_values("pow", lambda u, v: u ** v, a, b)
 
     def backward(g):
         ga = gb = None

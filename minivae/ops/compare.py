@@ -1,8 +1,9 @@
 """Comparisons, and the ops that choose between two tensors by one: where, maximum, minimum.
 
-A comparison answers a yes/no question, so it has no gradient: each returns a plain
-boolean array of the backend (not a Tensor; minivae tensors are float), to use as a
-mask: in ``where``, for indexing (x[mask]), or as numbers via mask * 1.0.
+A comparison answers a yes/no question, so it has no gradient: each returns a boolean
+array of the backend (not a Tensor; minivae tensors are float), to use as a mask: in
+``where``, for indexing (x[mask]), or as numbers via mask * 1.0. On the CPU that array is a
+``Mask``: a NumPy array in every way except its truth value, which explains itself (below).
 Derivations: derivations/15_vjp_rules.md, Eq. 15.26, 15.41, 15.42.
 """
 
@@ -10,13 +11,58 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from minivae.ops.operands import array_module, binary_operands, broadcast_values, needs_grad
 from minivae.tensor import Tensor
+
+_SYMBOLS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+class Mask(np.ndarray):
+    """The boolean array ``a < b`` (``==``, ``>=``, ...) gives for two tensors on the CPU.
+
+    It is a NumPy array (index with it, pass it to ``where``, ``mask * 1.0``, ``mask.all()``);
+    arrays computed from it are plain arrays again. Only ``bool(mask)`` of more than one
+    element differs from NumPy's message: Python asks it silently in ``if a == b:``, in
+    ``x in [a, b]`` (``in`` tests ``==`` against each item) and in ``max(a, b)``/``sorted``
+    (they compare with ``>``/``<``), so the message names the comparison and the way out.
+    Derivation: none (a helper, not an op).
+    """
+
+    op: str = "eq"
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.op = getattr(obj, "op", "eq")
+
+    def __array_wrap__(self, array, context=None, return_scalar=False):
+        # mask & other, mask * 1.0, mask.sum(): results are plain arrays (or NumPy scalars)
+        array = np.asarray(array).view(np.ndarray)
+        return array[()] if return_scalar else array
+
+    def __bool__(self) -> bool:
+        if self.size == 1:
+            return bool(self.reshape(-1)[0])
+        sym = _SYMBOLS.get(self.op, self.op)
+        raise ValueError(
+            f"bool(a {sym} b): comparing tensors is elementwise ({self.size} elements, shape {self.shape}), "
+            f"so its truth value is ambiguous; use (a {sym} b).all() or .any(); note that `x in [a, b]` "
+            "tests == against each item (use any(x is t for t in items)) and max()/min()/sorted() "
+            "compare with > and < (use mv.maximum / mv.minimum, or compare .item() values)"
+        )
+
+    def __repr__(self) -> str:
+        return repr(self.view(np.ndarray))
 
 
 def _compare(op: str, a: Any, b: Any, fn):
     a, b = binary_operands(op, a, b)
-    return broadcast_values(op, fn, a, b)
+    result = broadcast_values(op, fn, a, b)
+    if type(result) is not np.ndarray:  # a GPU array (or a NumPy bool scalar) stays as it is
+        return result
+    mask = result.view(Mask)
+    mask.op = op
+    return mask
 
 
 def eq(a: Any, b: Any):
