@@ -493,15 +493,11 @@ def _check_backward_result(node: Tensor, returned: Any) -> None:
     """Refuse a backward that breaks the contract: one gradient (or None) per input, in a tuple.
 
     A bare array would otherwise be iterated row by row (and reported as a shape
-    mismatch far from the cause), and a surplus gradient silently dropped by zip.
-    Surplus gradients of an op with several inputs are still tolerated: ``ops.linear``
-    without a bias returns a third (unused) bias gradient. A one-input op must return
-    exactly one.
+    mismatch far from the cause), and a surplus gradient silently dropped by zip (a
+    gradient one place off would then reach the wrong input).
     """
     n = len(node._parents)
     if type(returned) is tuple or type(returned) is list:
-        if len(returned) > n > 1:
-            return
         what = f"{len(returned)} gradients"
     else:
         shape = getattr(returned, "shape", None)

@@ -39,6 +39,27 @@ def test_too_few_gradients_for_two_inputs_is_an_error():
         y.sum().backward()
 
 
+def test_too_many_gradients_for_two_inputs_is_an_error_too():
+    """Strict for every op (was tolerated for several inputs: linear without a bias returned a bias gradient)."""
+    a, b = mv.tensor([1.0], requires_grad=True), mv.tensor([2.0], requires_grad=True)
+    y = Tensor.from_op(a.data * b.data, (a, b), lambda g: (g * b.data, g * a.data, g), "product")
+    with pytest.raises(TypeError, match=r"backward of 'product' returned 3 gradients; .* 2 inputs: return \(g0, g1\)"):
+        y.sum().backward()
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_linear_returns_one_gradient_per_input_with_and_without_bias(with_bias, activation):
+    rng = np.random.default_rng(0)
+    x = mv.tensor(rng.normal(size=(3, 4)), requires_grad=True)
+    w = mv.tensor(rng.normal(size=(4, 2)), requires_grad=True)
+    b = mv.tensor(rng.normal(size=2), requires_grad=True) if with_bias else None
+    y = mv.ops.linear(x, w, b, activation=activation)
+    assert len(y._backward(np.ones((3, 2), dtype=np.float32))) == (3 if with_bias else 2)
+    y.sum().backward()
+    assert x.grad.shape == (3, 4) and w.grad.shape == (4, 2) and (b is None or b.grad.shape == (2,))
+
+
 def test_array_module_takes_arrays_and_tensors():
     assert array_module(np.zeros(2)) is np
     assert array_module(mv.tensor([1.0])) is np

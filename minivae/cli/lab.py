@@ -63,7 +63,7 @@ def cmd_decoders(args: argparse.Namespace) -> int:
         print(f"minivae lab decoders: error: {err}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    print(f"decoder lab: {len(config.capacities)} decoders + {len(config.remedies)} remedies, {config.epochs} epochs each, "
+    print(f"decoder lab: {len(config.capacities)} decoders + {len(config.remedies)} remedies, {config.epochs} epoch{'' if config.epochs == 1 else 's'} each, "
           f"seed {config.seed} -> {out}/")
     try:
         with blas_threads(1):

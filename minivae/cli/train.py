@@ -155,7 +155,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from minivae.training.trainer import TrainConfig
 
     config = TrainConfig(**DEMO, epochs=args.epochs, seed=args.seed, backend=args.backend)
-    print(f"demo: a VAE with a 2-D latent space on the 8x8 digits, {args.epochs} epochs -> {args.out}/")
+    print(f"demo: a VAE with a 2-D latent space on the 8x8 digits, {args.epochs} epoch{'' if args.epochs == 1 else 's'} -> {args.out}/")
     return _run_training("demo", config, Path(args.out), args, figures=True)
 
 

@@ -117,7 +117,7 @@ def masked_linear(x: Tensor, weight: Tensor, mask: Any, bias: Tensor | None = No
         gx = (g2 @ w.T).reshape(x.shape) if x.requires_grad else None
         gw = (rows.T @ g2) * m if weight.requires_grad else None
         gb = g2.sum(axis=0) if bias is not None and bias.requires_grad else None
-        return gx, gw, gb
+        return (gx, gw) if bias is None else (gx, gw, gb)
 
     parents = (x, weight) if bias is None else (x, weight, bias)
     return Tensor.from_op(out, parents, backward, "masked_linear")

@@ -53,7 +53,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
             gb = provider.column_sum(g)
         gx = provider.matmul(g, weight.data, trans_b=True).reshape(x.shape) if needs_grad(x) else None
         gw = provider.matmul(rows, g, trans_a=True) if needs_grad(weight) else None
-        return gx, gw, gb
+        return (gx, gw) if bias is None else (gx, gw, gb)
 
     parents = (x, weight) if bias is None else (x, weight, bias)
     out = y.reshape(x.shape[:-1] + (weight.shape[1],))
