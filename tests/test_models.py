@@ -55,6 +55,24 @@ def test_every_model_loss_passes_gradcheck(name, options):
         assert np.abs(p.grad).max() > 1e-8, pname
 
 
+@pytest.mark.parametrize("name", ["ae", "vae", "iwae", "cvae", "bvae", "madevae", "vqvae"])
+def test_an_input_that_requires_a_gradient_must_match_the_models_dtype(name):
+    """Found in QA: a float64 input tensor was silently cast to a float32 model (its gradient in float32)."""
+    options = {"k": 2} if name == "iwae" else {}
+    model = build_model(name, D, LATENT, HIDDEN, Generator(0), num_classes=CLASSES, **options)
+    data = Generator(1).numpy.random((BATCH, D))
+    labels = np.arange(BATCH) % CLASSES
+    x = mv.tensor(data, dtype="float64", requires_grad=True)
+    with pytest.raises(TypeError, match=rf"^\w+: input tensor of shape \({BATCH}, {D}\) is float64 and requires a "
+                                        r"gradient, but the model's parameters are float32; call model.astype\('float64'\)"):
+        model.loss(x, labels, Generator(2))
+    assert model.loss(data, labels, Generator(2))["loss"].dtype == np.float32  # arrays are data: cast, as before
+    assert model.loss(x.detach(), labels, Generator(2))["loss"].dtype == np.float32
+    model.astype("float64")
+    model.loss(x, labels, Generator(2))["loss"].backward()  # matching dtypes: the gradient reaches the input
+    assert x.grad.dtype == np.float64 and x.grad.shape == (BATCH, D) and np.abs(x.grad).max() > 0
+
+
 def test_same_seed_same_numbers_and_different_seed_differs():
     a, x, y = tiny("vae", seed=3)
     b, _, _ = tiny("vae", seed=3)

@@ -71,10 +71,23 @@ def mlp(
     return Sequential(*body, Linear(hidden_sizes(hidden)[-1], out_dim, rng=rng, init="xavier"))
 
 
-def as_input(x: Any, like: Module) -> Tensor:
-    """Wrap a NumPy/CuPy batch as a constant tensor of the module's dtype (float32 or float64)."""
+def as_input(x: Any, like: Module, owner: str | None = None) -> Tensor:
+    """Wrap a NumPy/CuPy batch as a constant tensor of the module's dtype (float32 or float64).
+
+    Data (an array, or a tensor without a gradient) is cast to the model's dtype: NumPy
+    hands out float64 by default. A tensor that requires a gradient is not: casting it
+    would silently compute that gradient in the other precision (a float64 gradcheck
+    through a float32 model fails with no hint why), so it must match the model.
+    ``owner`` names the model in that error (default: ``like``'s class).
+    """
     dtype = like.dtype
     if isinstance(x, Tensor):
+        if x.dtype != dtype and x.requires_grad:
+            raise TypeError(
+                f"{owner or type(like).__name__}: input tensor of shape {x.shape} is {x.dtype} and requires a gradient, but the "
+                f"model's parameters are {dtype}; call model.astype('{x.dtype}') first (e.g. to gradcheck in float64), "
+                f"or pass x.detach().astype('{dtype}')"
+            )
         return x if x.dtype == dtype else x.astype(dtype)
     return Tensor(x, dtype=dtype)
 

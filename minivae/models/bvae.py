@@ -44,6 +44,7 @@ from minivae.stochastic import (
     straight_through_bernoulli,
     zero_with_gradient_of,
 )
+from minivae.models.ae import as_input
 from minivae.nn import Linear, Module, Parameter, ReLU, Sequential
 from minivae.random import Generator
 from minivae.tensor import Tensor, no_grad
@@ -120,10 +121,8 @@ class BernoulliVAE(Module):
 
     # -- the model ---------------------------------------------------------------------
     def _as_input(self, x: Any) -> Tensor:
-        dtype = self.encoder.dtype
-        if isinstance(x, Tensor):
-            return x if x.dtype == dtype else x.astype(dtype)
-        return Tensor(np.asarray(x), dtype=dtype)
+        # the encoder's dtype, not the model's: the moving-average state is float64 always
+        return as_input(x, self.encoder, owner=type(self).__name__)
 
     def posterior(self, x: Any, y: Any = None) -> BernoulliPosterior:
         return BernoulliPosterior(self.encoder(self._as_input(x)))
