@@ -124,6 +124,12 @@ def _nodes(root: Tensor, contents: str = "shape", names: dict[int, str] | None =
     """The graph's nodes, inputs first; the noise of each sampling node becomes a node of its own."""
     if contents not in CONTENTS:
         raise ValueError(f"draw_graph: contents must be one of {', '.join(CONTENTS)}, got {contents!r}")
+    this_pass = getattr(root, "_backward_pass", None)
+    if contents == "grad" and this_pass is None and root.requires_grad:
+        # the parameters' .grad would be an earlier step's: drawn here they would look like this graph's
+        raise ValueError("draw_graph(contents='grad'): backward() has not run from this tensor, so every .grad in its "
+                         "graph is from an earlier backward; call retain_grads(loss), then "
+                         "loss.backward(retain_graph=True), then draw it")
     names = names or {}
     order = _tensors(root)
     nodes: list[Node] = []
@@ -159,12 +165,24 @@ def _nodes(root: Tensor, contents: str = "shape", names: dict[int, str] | None =
         elif not t.requires_grad:
             detail = "no gradient (a constant)" if kind == "constant" else "no gradient (data)"
         else:
-            grad = t.grad
-            detail = ("no gradient kept (see retain_grads)" if grad is None
-                      else _summary(grad.get() if hasattr(grad, "get") else grad, "grad"))
+            detail = _grad_detail(t, this_pass)
         index[id(t)] = len(nodes)
         nodes.append(Node(len(nodes), label, kind, t.shape, inputs, detail))
     return nodes
+
+
+def _grad_detail(t: Tensor, this_pass: int | None) -> str:
+    """A node's ``.grad`` for the drawing, saying when it is not (only) this graph's backward."""
+    grad = t.grad
+    if grad is None:
+        return "no gradient kept (see retain_grads)"
+    text = _summary(grad.get() if hasattr(grad, "get") else grad, "grad")
+    first, last = getattr(t, "_grad_passes", (None, None))
+    if last is not None and last != this_pass:
+        return text + "\n(written by another backward(), not this graph's)"
+    if first != last:
+        return text + "\n(summed over several backward(); zero_grad()?)"
+    return text
 
 
 def _parameter_names(module: Any) -> dict[int, str]:

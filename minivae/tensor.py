@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 from typing import Any, Callable, Iterator, Sequence
 
 from minivae.providers import backend
@@ -27,6 +28,9 @@ DEFAULT_DTYPE = "float32"
 # through a module global, so a `no_grad()` block in one thread leaves others alone.
 _grad_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("minivae_grad_enabled", default=True)
 _anomaly_mode: contextvars.ContextVar[bool] = contextvars.ContextVar("minivae_anomaly_mode", default=False)
+# Each backward() gets a number; a node that keeps a .grad records which passes it holds
+# (``_grad_passes``), so a drawing of gradients can tell a fresh one from a stale or summed one.
+_backward_pass_numbers = itertools.count(1)
 
 
 class AnomalyError(FloatingPointError):
@@ -361,6 +365,7 @@ class Tensor:
                 raise ValueError(f"backward: seed gradient has shape {seed.shape}, expected the output's shape {self.shape}")
 
         order = _topological_order(self)
+        pass_number = self._backward_pass = next(_backward_pass_numbers)
         # id(node) -> (gradient, owned). An "owned" gradient is a fresh array no one
         # else holds, so further contributions can be added into it in place.
         pending: dict[int, tuple[Any, bool]] = {id(self): (seed, True)}
@@ -371,7 +376,7 @@ class Tensor:
                 continue
             g, owned = entry
             if node._backward is None or node._retains_grad:
-                _accumulate_leaf(node, g, owned)
+                _accumulate_leaf(node, g, owned, pass_number)
             if node._backward is None:
                 continue
             parent_grads = node._backward(g)
@@ -479,11 +484,15 @@ def _as_array(a: Any) -> Any:
     return backend.array_module(a).asarray(a)
 
 
-def _accumulate_leaf(node: Tensor, g: Any, owned: bool) -> None:
+def _accumulate_leaf(node: Tensor, g: Any, owned: bool, pass_number: int) -> None:
     grad = node.grad
     if grad is None:
         node.grad = g if owned else g.copy()
-    elif type(grad) is backend.numpy.ndarray and grad.flags.writeable or backend.is_gpu_array(grad):
+        node._grad_passes = (pass_number, pass_number)
+        return
+    first = getattr(node, "_grad_passes", (None, None))[0]  # None: a .grad someone assigned
+    node._grad_passes = (first, pass_number)
+    if type(grad) is backend.numpy.ndarray and grad.flags.writeable or backend.is_gpu_array(grad):
         grad += g
     else:  # a scalar or read-only array someone stored in .grad: replace, never drop
         node.grad = _as_array(grad + g)

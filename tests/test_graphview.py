@@ -148,6 +148,29 @@ def test_gradients_after_backward():
         "no gradient kept (see retain_grads)")
 
 
+def test_a_gradient_from_an_earlier_backward_is_never_drawn_as_this_graphs():
+    """Found in QA: after a training step the parameters still hold its .grad; drawing the next
+    step's graph with contents="grad" showed those as if they were the new graph's."""
+    w = mv.tensor([[2.0]], requires_grad=True, dtype="float64")
+    w.name = "w"
+    x = mv.tensor(np.full((1, 1), 3.0), dtype="float64")
+    (x @ w).sum().backward()  # step 1: w.grad = 3
+    loss = ((x @ w) * 2.0).sum()  # step 2's forward, no backward yet
+    with pytest.raises(ValueError, match=r"^draw_graph\(contents='grad'\): backward\(\) has not run from this tensor"):
+        draw_graph(loss, contents="grad", engine="matplotlib")
+    loss.backward(retain_graph=True)  # without zero_grad: w.grad = 3 + 6, summed over two passes
+    assert {n.label: n.detail for n in mv.graphview._nodes(loss, "grad")}["w"] == (
+        "grad [[9.]]\n(summed over several backward(); zero_grad()?)")
+    w.grad = None
+    again = ((x @ w) * 2.0).sum()
+    again.backward(retain_graph=True)
+    assert {n.label: n.detail for n in mv.graphview._nodes(again, "grad")}["w"] == "grad [[6.]]"
+    other = (x @ w).sum()
+    other.backward(retain_graph=True)  # a later backward through another graph writes w.grad
+    stale = {n.label: n.detail for n in mv.graphview._nodes(again, "grad")}["w"]
+    assert stale == "grad [[9.]]\n(written by another backward(), not this graph's)"
+
+
 def test_a_freed_graph_and_bad_arguments_are_one_line_errors(tmp_path):
     w = mv.tensor([1.0, 2.0], requires_grad=True)
     loss = (w * w).sum()
