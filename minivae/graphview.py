@@ -70,6 +70,17 @@ class Node:
     shape: tuple[int, ...]
     inputs: list[int]
     detail: str = ""  # the chosen contents: shape and dtype, values or gradient
+    formula: str = ""  # for an op whose inputs are not interchangeable: "a − b", with its edges named
+    edge_labels: list[str] = field(default_factory=list)  # one per input ("" = unnamed)
+
+    def lines(self) -> list[str]:
+        """The text of the box: its title, then the detail's lines."""
+        title = f"{self.label}: {self.formula}" if self.formula else self.label
+        return [title, *(self.detail.split("\n") if self.detail else [])]
+
+
+# Ops whose two inputs are not interchangeable: the box says the formula, each edge which operand.
+OPERANDS = {"sub": "a − b", "div": "a ÷ b", "pow": "aᵇ", "matmul": "a @ b"}
 
 
 def display_name(op: str) -> str:
@@ -166,8 +177,10 @@ def _nodes(root: Tensor, contents: str = "shape", names: dict[int, str] | None =
             detail = "no gradient (a constant)" if kind == "constant" else "no gradient (data)"
         else:
             detail = _grad_detail(t, this_pass)
+        formula = OPERANDS.get(t.op, "") if kind in ("op", "output") and len(inputs) == 2 else ""
+        edge_labels = ["a", "b"] if formula else [""] * len(inputs)
         index[id(t)] = len(nodes)
-        nodes.append(Node(len(nodes), label, kind, t.shape, inputs, detail))
+        nodes.append(Node(len(nodes), label, kind, t.shape, inputs, detail, formula, edge_labels))
     return nodes
 
 
@@ -239,9 +252,12 @@ def _dot_attributes(kind: str) -> str:
     return f'{style}, fillcolor="{COLOURS[kind]}"'
 
 
+def _dot_text(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _dot_label(n: Node) -> str:
-    lines = [n.label, *(n.detail.split("\n") if n.detail else [])]
-    return "\\n".join(line.replace("\\", "\\\\").replace('"', '\\"') for line in lines)
+    return "\\n".join(_dot_text(line) for line in n.lines())
 
 
 def _legend_html() -> str:
@@ -259,11 +275,13 @@ def to_dot(root: Tensor, contents: str = "shape", module: Any = None) -> str:
         "  rankdir=LR; splines=true; nodesep=0.25; ranksep=0.35; pad=0.2;",
         f'  graph [fontname="Helvetica", fontsize={FONT_PX}, labelloc=b, label={_legend_html()}];',
         f'  node [shape=box, fontname="Helvetica", fontsize={FONT_PX}, margin="0.12,0.06"];',
-        '  edge [color="#666666", arrowsize=0.8];',
+        f'  edge [color="#666666", arrowsize=0.8, fontname="Helvetica", fontsize={FONT_PX}];',
     ]
     for n in nodes:
         out.append(f'  n{n.index} [label="{_dot_label(n)}", {_dot_attributes(n.kind)}];')
-        out.extend(f"  n{i} -> n{n.index};" for i in n.inputs)
+        for i, name in zip(n.inputs, n.edge_labels):
+            out.append(f'  n{i} -> n{n.index} [label=" {_dot_text(name)} ", fontcolor="#444444"];' if name
+                       else f"  n{i} -> n{n.index};")
     out.append("}")
     return "\n".join(out)
 
@@ -321,6 +339,7 @@ class Geometry:
     boxes: dict[str, tuple[float, float, float, float]]  # name -> (x0, y0, x1, y1)
     edges: list[tuple[str, str, list[tuple[float, float]]]]  # (from, to, polyline)
     legend_top: float = 0.0
+    edge_labels: list[tuple[str, float, float]] = field(default_factory=list)  # (text, x, y): which operand
 
     @property
     def fullscreen_font_px(self) -> float:
@@ -361,17 +380,18 @@ def _fallback_layout(nodes: list[Node]) -> Geometry:
     # can pass through a box.
     items: dict[str, dict[str, Any]] = {}
     for n in nodes:
-        w, h = _text_size([n.label, *n.detail.split("\n")] if n.detail else [n.label], font)
+        w, h = _text_size(n.lines(), font)
         items[f"n{n.index}"] = {"layer": layer[n.index], "w": w + 2 * pad, "h": h + 2 * pad}
-    chains = []
+    chains, entries = [], []  # entries[c]: (how many inputs its node has, the edge's label)
     for n in nodes:
-        for i in n.inputs:
+        for i, edge_label in zip(n.inputs, n.edge_labels):
             chain = [f"n{i}"]
             for col in range(layer[i] + 1, layer[n.index]):
                 name = f"d{i}_{n.index}_{col}"
                 items[name] = {"layer": col, "w": 0.0, "h": lane}
                 chain.append(name)
             chains.append(chain + [f"n{n.index}"])
+            entries.append((len(n.inputs), edge_label))
     columns: dict[int, list[str]] = {}
     for name, item in items.items():  # insertion order = topological order: a good start
         columns.setdefault(item["layer"], []).append(name)
@@ -410,23 +430,34 @@ def _fallback_layout(nodes: list[Node]) -> Geometry:
             boxes[name] = (x, y, x + col_width[c], y + items[name]["h"])
             y += items[name]["h"] + gap_y
         x += col_width[c] + gap_x
-    edges = []
-    for chain in chains:
+    # A node's inputs enter at their own heights, in the order their edges arrive from the
+    # previous column (so they never cross there); the named ones carry a label.
+    arrivals: dict[str, list[tuple[float, int]]] = {}
+    for c, chain in enumerate(chains):
+        _, top, _, bottom = boxes[chain[-2]]
+        arrivals.setdefault(chain[-1], []).append(((top + bottom) / 2, c))
+    slot_of = {c: rank for arriving in arrivals.values() for rank, (_, c) in enumerate(sorted(arriving))}
+    edges, edge_labels = [], []
+    for c, (chain, (slots, edge_label)) in enumerate(zip(chains, entries)):
+        slot = slot_of[c]
         path = []
         for k, name in enumerate(chain):
             x0, y0, x1, y1 = boxes[name]
             mid = (y0 + y1) / 2
-            if k > 0:
-                path.append((x0, mid))  # enter at the left
+            if k > 0:  # enter at the left (the last box: at this input's height)
+                path.append((x0, y0 + (y1 - y0) * (slot + 1) / (slots + 1) if k == len(chain) - 1 else mid))
             if k < len(chain) - 1:
                 path.append((x1, mid))  # leave at the right
         edges.append((chain[0], chain[-1], path))
+        if edge_label:  # at the middle of the edge's last segment, where two inputs are apart
+            (px, py), (hx, hy) = path[-2], path[-1]
+            edge_labels.append((edge_label, (px + hx) / 2, (py + hy) / 2))
     real = {name: box for name, box in boxes.items() if name.startswith("n")}
     legend_top = margin + total_h + 30
     width = x - gap_x + margin
     legend_width = sum(_text_size([t], font)[0] + 2 * pad + 40 for t in LEGEND.values()) / 2 + margin
     height = legend_top + 2 * (font * 1.25 + 2 * pad + 8) + margin
-    return Geometry(max(width, legend_width), height, font, real, edges, legend_top)
+    return Geometry(max(width, legend_width), height, font, real, edges, legend_top, edge_labels)
 
 
 def _draw_fallback(nodes: list[Node], geometry: Geometry, fmt: str) -> bytes:
@@ -463,9 +494,12 @@ def _draw_fallback(nodes: list[Node], geometry: Geometry, fmt: str) -> bytes:
     for name, (x0, y0, x1, y1) in g.boxes.items():
         n = by_name[name]
         box(x0, y0, x1, y1, n.kind)
-        text = n.label + (f"\n{n.detail}" if n.detail else "")
+        text = "\n".join(n.lines())
         ax.text((x0 + x1) / 2, (y0 + y1) / 2, text, ha="center", va="center", fontsize=g.font,
                 family="DejaVu Sans", linespacing=1.25)
+    for text, x, y in g.edge_labels:
+        ax.text(x, y, text, ha="center", va="center", fontsize=g.font, family="DejaVu Sans", color="#444444",
+                bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none"})
     # The legend, two rows under the graph.
     x, y = 20.0, g.legend_top
     row_h = g.font * 1.25 + 16

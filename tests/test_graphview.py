@@ -220,3 +220,36 @@ def test_a_graph_that_was_never_recorded_or_was_freed_is_an_error_for_the_summar
         mv.graph_summary(loss)
     assert not list(tmp_path.iterdir())
     assert "constant" in mv.graph_summary(a) and "mul" in mv.graph_summary(mv.tensor(2.0, requires_grad=True) * 3.0)
+
+
+@pytest.mark.parametrize("engine", ["dot", "matplotlib"])
+@pytest.mark.parametrize("build, op, formula", [
+    (lambda x, y: x - y, "sub", "a − b"), (lambda x, y: y - x, "sub", "a − b"),
+    (lambda x, y: x / y, "div", "a ÷ b"), (lambda x, y: x ** y, "pow", "aᵇ"),
+    (lambda x, y: x[:, None] @ y[None, :], "matmul", "a @ b"),
+])
+def test_a_box_whose_inputs_are_not_interchangeable_says_which_edge_is_which(engine, build, op, formula):
+    """Found in QA: x - y and y - x drew the same picture."""
+    x = mv.tensor([1.0, 2.0], requires_grad=True)
+    y = mv.tensor([3.0, 4.0], requires_grad=True)
+    x.name, y.name = "x", "y"
+    out = build(x, y)
+    picture = draw_graph(out.sum(), engine=engine)
+    nodes = {n.label: n for n in picture.nodes}
+    node = nodes[op]
+    assert node.formula == formula and node.lines()[0] == f"{op}: {formula}" and node.edge_labels == ["a", "b"]
+    a, b = out.parents  # the edge named a comes from the first operand (y in y - x), b from the second
+    assert [picture.nodes[i].label for i in node.inputs] == [t.name or t.op for t in (a, b)]
+    dot = picture.dot_source
+    assert f'n{node.inputs[0]} -> n{node.index} [label=" a "' in dot and f'n{node.inputs[1]} -> n{node.index} [label=" b "' in dot
+    assert nodes["sum"].edge_labels == [""] and nodes["sum"].formula == ""  # one input: nothing to tell apart
+    if engine == "matplotlib":
+        geometry = picture.geometry()
+        labels = [text for text, _, _ in geometry.edge_labels]
+        assert labels == ["a", "b"]
+        for _, lx, ly in geometry.edge_labels:  # a label sits between columns, never on a box
+            assert not any(x0 <= lx <= x1 and y0 <= ly <= y1 for x0, y0, x1, y1 in geometry.boxes.values())
+        (_, ax, ay), (_, bx, by) = geometry.edge_labels
+        assert abs(ay - by) >= geometry.font * 0.5 or abs(ax - bx) >= geometry.font  # apart, readable
+        svg = picture._repr_svg_()
+        assert f"{op}: {formula}" in svg
