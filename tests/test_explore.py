@@ -474,6 +474,14 @@ def test_the_page_in_headless_chromium(served, browser):
     wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
     first = wait.until(lambda d: d.execute_script(PIXELS))
     canvas = browser.find_element(By.ID, "plane")
+    # Each digit's name is drawn at the mean of its points (colours alone: 5 and 7 look alike).
+    centres = json.loads(wait.until(lambda d: canvas.get_attribute("data-label-centres")))
+    points = s.json("/api/plane?axes=pca&hold=0")
+    labels = sorted({label for _, _, label in points["points"]})
+    assert [label for label, _, _ in centres] == labels and len(labels) >= 2
+    width, height = int(canvas.get_attribute("width")), int(canvas.get_attribute("height"))
+    assert all(0 <= x <= width and 0 <= y <= height for _, x, y in centres)
+    assert len({(x, y) for _, x, y in centres}) == len(centres)  # distinct places
     ActionChains(browser).move_to_element_with_offset(canvas, 150, -150).click().perform()  # up and right of centre
     moved = wait.until(lambda d: (p := d.execute_script(PIXELS)) and p != first and p)
     z = [float(v) for v in browser.find_element(By.ID, "decoded").get_attribute("data-z").split(",")]

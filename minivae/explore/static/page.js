@@ -49,6 +49,7 @@ function draw() {
     ctx.fillRect(x - 2, y - 2, 4, 4);
   }
   ctx.globalAlpha = 1;
+  drawLabelNames(ctx);
   if (picked && picked.plane.ellipse) {
     const [x, y] = toPixel(...picked.plane.mean), [a, b] = picked.plane.ellipse.radii;
     const [u0, u1] = plane.range[0], [v0, v1] = plane.range[1];
@@ -70,6 +71,29 @@ function draw() {
     ctx.strokeStyle = "#000"; ctx.beginPath();
     ctx.moveTo(x - 8, y); ctx.lineTo(x + 8, y); ctx.moveTo(x, y - 8); ctx.lineTo(x, y + 8); ctx.stroke();
   }
+}
+
+// Each label's name at the mean of its points, in its colour with a white halo: colours
+// alone can be hard to tell apart (5 and 7 of the ten, or on a grey projector).
+function drawLabelNames(ctx) {
+  const sums = new Map();
+  for (const [u, v, label] of plane.points) {
+    if (label === null) continue;
+    const s = sums.get(label) || [0, 0, 0];
+    sums.set(label, [s[0] + u, s[1] + v, s[2] + 1]);
+  }
+  const centres = [];
+  ctx.font = "bold 18px sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
+  ctx.lineWidth = 4; ctx.strokeStyle = "#fff";
+  for (const [label, [su, sv, n]] of [...sums.entries()].sort((a, b) => a[0] - b[0])) {
+    const [x, y] = toPixel(su / n, sv / n);
+    ctx.strokeText(String(label), x, y);
+    ctx.fillStyle = COLOURS[label % COLOURS.length];
+    ctx.fillText(String(label), x, y);
+    centres.push([label, Math.round(x), Math.round(y)]);
+  }
+  ctx.lineWidth = 1;
+  $("plane").dataset.labelCentres = JSON.stringify(centres);  // what was drawn where (the browser test reads it)
 }
 
 // One decode request at a time; while it runs, only the latest wanted point is kept.
