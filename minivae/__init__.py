@@ -10,13 +10,14 @@ pass in :mod:`minivae.ops`), checked (:func:`gradcheck`) and fast.
     array([2., 4.], dtype=float32)
 """
 
-import importlib.abc
-import importlib.util
-import sys
-from pathlib import Path
+# Private names: `mv.<TAB>` in a notebook lists the library, not the modules it imports.
+import importlib.abc as _importlib_abc
+import importlib.util as _importlib_util
+import sys as _sys
+from pathlib import Path as _Path
 
 
-class _SourceCheckoutFinder(importlib.abc.MetaPathFinder):
+class _SourceCheckoutFinder(_importlib_abc.MetaPathFinder):
     """Finds ``minivae.kernels`` and ``minivae.derivations`` in a source checkout.
 
     The repository keeps ``kernels/`` and ``derivations/`` at its top level, and the
@@ -29,7 +30,7 @@ class _SourceCheckoutFinder(importlib.abc.MetaPathFinder):
 
     FOLDERS = {f"{__name__}.kernels": "kernels", f"{__name__}.derivations": "derivations"}
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: _Path) -> None:
         self.root = root
 
     def find_spec(self, fullname, path=None, target=None):
@@ -37,17 +38,17 @@ class _SourceCheckoutFinder(importlib.abc.MetaPathFinder):
         if folder is None:
             return None
         init = self.root / folder / "__init__.py"
-        return importlib.util.spec_from_file_location(fullname, init, submodule_search_locations=[str(init.parent)])
+        return _importlib_util.spec_from_file_location(fullname, init, submodule_search_locations=[str(init.parent)])
 
 
 def _serve_the_checkout_folders() -> None:
-    here = Path(__file__).resolve().parent
+    here = _Path(__file__).resolve().parent
     if (here / "kernels").is_dir() or not (here.parent / "kernels" / "__init__.py").is_file():
         return  # an installed package (the folders are inside it) or no checkout beside it
-    if not any(isinstance(f, _SourceCheckoutFinder) for f in sys.meta_path):
+    if not any(isinstance(f, _SourceCheckoutFinder) for f in _sys.meta_path):
         # First: an editable install's finder elsewhere in sys.meta_path may map these names to
         # another checkout (the one it was installed from) than the one this minivae came from.
-        sys.meta_path.insert(0, _SourceCheckoutFinder(here.parent))
+        _sys.meta_path.insert(0, _SourceCheckoutFinder(here.parent))
 
 
 _serve_the_checkout_folders()  # before the engine imports minivae.kernels
@@ -99,7 +100,7 @@ from minivae.ops import (
     transpose,
 )
 from minivae.ops import (  # the ops a course reaches for beyond the layers above
-    broadcast_to, elu, eq, erf, expand, expm1, flatten, ge, gelu, gt, le, log1p, logsigmoid, lt, max, maximum,
+    argmax, argmin, broadcast_to, clone, elu, eq, erf, expand, expm1, flatten, ge, gelu, gt, le, log1p, logsigmoid, lt, max, maximum,
     min, minimum, ne, one_hot, sign, silu, square, squeeze, stack, std, unsqueeze, var, where,
 )
 from minivae.tensor import AnomalyError, GraphFreedError, Tensor, detect_anomaly, is_grad_enabled, no_grad, tensor
@@ -118,7 +119,7 @@ __all__ = [
     "mean", "mul", "neg", "nn", "no_grad", "optim", "power", "random", "relu", "reparameterize", "reshape",
     "set_backend", "set_kernels", "sigmoid", "sin", "softmax", "softplus", "sqrt", "stochastic", "sub", "sum", "tanh", "tensor", "transpose",
     "use_backend", "use_kernels",
-    "broadcast_to", "elu", "eq", "erf", "expand", "expm1", "flatten", "ge", "gelu", "gt", "le", "log1p", "logsigmoid",
+    "argmax", "argmin", "broadcast_to", "clone", "elu", "eq", "erf", "expand", "expm1", "flatten", "ge", "gelu", "gt", "le", "log1p", "logsigmoid",
     "lt", "max", "maximum", "min", "minimum", "ne", "one_hot", "sign", "silu", "square", "squeeze", "stack", "std",
     "unsqueeze", "var", "where",
 ]

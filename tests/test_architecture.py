@@ -368,3 +368,14 @@ def test_the_citation_guard_checks_every_equation_exactly(tmp_path):
     assert problems("Derivation: none (composed).", need=True)  # a node with its own backward
     source = 'def f(x):\n    """y = x.\n    Derivation: none (why)."""\n    return Tensor.from_op(x, (x,), None, "f")\n'
     assert [name for name, _ in node_builders(source)] == ["f"]
+
+
+def test_the_top_level_namespace_lists_the_library_not_what_it_imports():
+    """`mv.<TAB>` in a notebook: no `sys`, `Path` or `importlib` beside the library's names."""
+    import minivae as mv
+
+    public = {name: getattr(mv, name) for name in dir(mv) if not name.startswith("_")}
+    foreign = sorted(name for name, value in public.items()
+                     if (getattr(value, "__module__", None) or getattr(value, "__name__", "minivae")).split(".")[0] != "minivae")
+    assert not foreign, f"names in minivae's namespace that are not minivae's: {foreign}"
+    assert {"Tensor", "tensor", "gradcheck", "draw_graph", "nn", "optim"} <= set(public)

@@ -356,6 +356,7 @@ row("reshape", lambda x, shape: x.reshape(shape), lambda x, shape: np.reshape(x,
      Case("zero-size", [c(u(0, 3))], {"shape": (3, 0)}),
      Case("transposed", [T(u(3, 4))], {"shape": (2, 6)}),
      Case("used 3 times", [c(u(2, 3))], {"shape": (6,)}, uses=3)])
+row("clone", lambda x: x.clone(), np.copy, _t(lambda x: x.clone()), unary_cases(extreme=EXTREME))
 row("transpose", lambda x, axes=(): x.transpose(*axes), lambda x, axes=(): np.transpose(x, axes or None),
     _t(lambda x, axes=(): x.permute(axes or tuple(reversed(range(x.ndim))))),
     [Case("default", [c(u(2, 3))]), Case("3-d", [c(u(2, 3, 4))], {"axes": (1, 0, 2)}),
@@ -663,6 +664,47 @@ def test_one_hot(labels, classes, shape):
         mv.one_hot([0.5], 2)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["argmax", "argmin"])
+@pytest.mark.parametrize("shape,axis", [((2, 3), None), ((2, 3), 1), ((2, 3), -2), ((), None), ((), 0), ((), -1),
+                                        ((1, 4), 0), ((0, 3), 1), ((4,), 0)])
+def test_argmax_and_argmin_are_indices_as_in_numpy(name, shape, axis, dtype):
+    data = np.random.default_rng(3).normal(size=shape)
+    x = mv.tensor(data, dtype=dtype, requires_grad=True)
+    got = getattr(x, name)(axis=axis)
+    want = getattr(np, name)(data.astype(dtype).reshape(1) if data.ndim == 0 and axis is not None else data.astype(dtype), axis=axis)
+    assert not isinstance(got, mv.Tensor) and np.asarray(got).dtype.kind == "i"
+    np.testing.assert_array_equal(got, want)
+    assert np.shape(getattr(mv, name)(x, axis=axis, keepdims=True)) == np.shape(
+        getattr(np, name)(data.reshape(1) if data.ndim == 0 and axis is not None else data, axis=axis, keepdims=True))
+
+
+def test_argmax_takes_the_first_of_a_tie_and_explains_bad_axes_and_empty_tensors():
+    ties = mv.tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]])
+    assert ties.argmax(axis=1).tolist() == [1, 0] and ties.argmin(axis=-1).tolist() == [0, 2] and ties.argmax() == 1
+    transposed = mv.tensor(np.arange(6.0).reshape(2, 3).T)  # a non-contiguous view
+    assert transposed.argmax(axis=0).tolist() == [2, 2] and transposed.argmax() == 5
+    with pytest.raises(ValueError, match=r"^argmax: axis 2 is out of range for a tensor of shape \(2, 3\)"):
+        ties.argmax(axis=2)
+    with pytest.raises(ValueError, match=r"^argmin: axis \(0, 1\) is out of range"):
+        ties.argmin(axis=(0, 1))
+    with pytest.raises(ValueError, match=r"^argmax: a tensor of shape \(0, 3\) has no elements \("):
+        mv.tensor(np.zeros((0, 3))).argmax()
+    with pytest.raises(ValueError, match=r"^argmax: a tensor of shape \(2, 0\) has no elements along axis 1"):
+        mv.tensor(np.zeros((2, 0))).argmax(axis=1)
+    with pytest.raises(TypeError, match="^argmax: expected a Tensor, got list"):
+        mv.argmax([1.0, 2.0])
+
+
+def test_clone_is_a_copy_in_the_graph():
+    x = mv.tensor([1.0, 2.0], requires_grad=True)
+    y = x.clone()
+    y.data[0] = 100.0  # its own memory
+    assert x.tolist() == [1.0, 2.0] and y.op == "clone" and y.parents == (x,)
+    (y * x).sum().backward()  # x used twice, once through the clone
+    assert x.grad.tolist() == [1.0 + 100.0, 2.0 + 2.0]
+
+
 def test_the_table_covers_every_public_op():
     """A new op must get a row: every public function of minivae.ops appears in the table."""
     public = {name for name, fn in vars(ops).items()
@@ -670,7 +712,7 @@ def test_the_table_covers_every_public_op():
     public -= set(ops.HELPERS)  # helpers that lift operands, not ops
     covered = {re.split(r"[ (+]", r.name)[0] for r in ROWS}
     covered = {"power" if name in ("pow", "rpow") else name for name in covered}
-    covered |= {"eq", "ne", "lt", "le", "gt", "ge", "one_hot"}  # the tests above: no gradient
+    covered |= {"eq", "ne", "lt", "le", "gt", "ge", "one_hot", "argmax", "argmin"}  # the tests above: no gradient
     assert public <= covered, f"ops without a row in the table: {sorted(public - covered)}"
     assert all(hasattr(mv, name) for name in public)
 

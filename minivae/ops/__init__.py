@@ -16,10 +16,11 @@ module                holds
 ``reductions``        ``sum``, ``mean``, ``max``, ``min``, ``var``, ``std``, ``logsumexp``,
                       ``log_softmax``, ``softmax``
 ``shape``             ``reshape``, ``transpose``, ``squeeze``, ``unsqueeze``, ``flatten``,
-                      ``broadcast_to``, ``expand``, indexing, ``concat``, ``stack``, ``astype``
+                      ``broadcast_to``, ``expand``, indexing, ``concat``, ``stack``, ``astype``, ``clone``
 ``elementwise``       ``exp``, ``log``, ``sqrt``, ``sin``, ``erf``, ``clip``, ``gelu``, ...
 ``activations``       ``relu``, ``leaky_relu``, ``sigmoid``, ``tanh``, ``softplus`` (provider kernels)
-``compare``           comparisons (boolean masks), ``where``, ``maximum``, ``minimum``
+``compare``           comparisons (boolean masks), ``argmax``/``argmin`` (indices), ``where``,
+                      ``maximum``, ``minimum``
 ``bce``               ``bce_with_logits``, ``bce_with_logits_sum``
 ``labels``            ``one_hot``
 ====================  ==================================================================
@@ -36,7 +37,7 @@ from __future__ import annotations
 from minivae.ops.activations import leaky_relu, relu, sigmoid, softplus, tanh
 from minivae.ops.arithmetic import add, div, matmul, mul, neg, power, sub
 from minivae.ops.bce import bce_with_logits, bce_with_logits_sum
-from minivae.ops.compare import eq, ge, gt, le, lt, maximum, minimum, ne, where
+from minivae.ops.compare import argmax, argmin, eq, ge, gt, le, lt, maximum, minimum, ne, where
 from minivae.ops.elementwise import (
     abs, clip, cos, elu, erf, exp, expm1, gelu, log, log1p, logsigmoid, sign, silu, sin, sqrt, square,
 )
@@ -45,7 +46,7 @@ from minivae.ops.dense import linear
 from minivae.ops.operands import array_module, as_tensor, binary_operands
 from minivae.ops.reductions import log_softmax, logsumexp, max, mean, min, softmax, std, sum, var
 from minivae.ops.shape import (
-    astype, broadcast_to, concat, expand, flatten, getitem, reshape, squeeze, stack, transpose, unsqueeze,
+    astype, broadcast_to, clone, concat, expand, flatten, getitem, reshape, squeeze, stack, transpose, unsqueeze,
 )
 from minivae.providers import backend
 from minivae.tensor import Tensor
@@ -91,7 +92,7 @@ def install_tensor_operators() -> None:
         "expm1": expm1, "sigmoid": sigmoid, "tanh": tanh, "relu": relu, "clip": clip, "max": max, "min": min,
         "var": var, "std": std, "logsumexp": logsumexp, "softmax": softmax, "log_softmax": log_softmax,
         "squeeze": squeeze, "unsqueeze": unsqueeze, "flatten": flatten, "expand": expand,
-        "broadcast_to": broadcast_to,
+        "broadcast_to": broadcast_to, "clone": clone, "argmax": argmax, "argmin": argmin,
         "T": property(lambda self: transpose(self), doc="x with its axes reversed (ops.transpose)."),
     }
     for name, fn in methods.items():
@@ -99,8 +100,8 @@ def install_tensor_operators() -> None:
 
 
 __all__ = [
-    "abs", "add", "astype", "bce_with_logits", "bce_with_logits_sum", "broadcast_to", "clip", "concat", "cos",
-    "div", "elu", "eq", "erf", "exp", "expand", "expm1", "flatten", "ge", "gelu", "getitem", "gt", "le",
+    "abs", "add", "argmax", "argmin", "astype", "bce_with_logits", "bce_with_logits_sum", "broadcast_to", "clip",
+    "clone", "concat", "cos", "div", "elu", "eq", "erf", "exp", "expand", "expm1", "flatten", "ge", "gelu", "getitem", "gt", "le",
     "leaky_relu", "linear", "log", "log1p", "log_softmax", "logsigmoid", "logsumexp", "lt", "matmul", "max",
     "maximum", "mean", "min", "minimum", "mul", "ne", "neg", "one_hot", "power", "relu", "reshape", "sigmoid",
     "sign", "silu", "sin", "softmax", "softplus", "sqrt", "square", "squeeze", "stack", "std", "sub", "sum",

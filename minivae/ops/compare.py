@@ -107,6 +107,36 @@ def ge(a: Any, b: Any):
     return _compare("ge", a, b, lambda u, v: u >= v)
 
 
+def argmax(x: Tensor, axis: int | None = None, keepdims: bool = False):
+    """The index of the largest element along ``axis`` (of the flattened tensor for None):
+    an integer array of the backend (not a Tensor: an index has no gradient), the first
+    index on a tie, as in NumPy and PyTorch. E.g. the predicted class: ``logits.argmax(axis=-1)``.
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.42.
+    """
+    return _arg_extreme("argmax", x, axis, keepdims)
+
+
+def argmin(x: Tensor, axis: int | None = None, keepdims: bool = False):
+    """The index of the smallest element along ``axis`` (no gradient; the first on a tie).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.42.
+    """
+    return _arg_extreme("argmin", x, axis, keepdims)
+
+
+def _arg_extreme(op: str, x: Any, axis: int | None, keepdims: bool):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
+    if axis is not None and not (isinstance(axis, int) and -max(x.ndim, 1) <= axis < max(x.ndim, 1)):
+        raise ValueError(f"{op}: axis {axis!r} is out of range for a tensor of shape {x.shape} "
+                         f"(expected one int in [-{max(x.ndim, 1)}, {max(x.ndim, 1) - 1}], or None for all elements)")
+    if axis is None and x.size == 0:
+        raise ValueError(f"{op}: a tensor of shape {x.shape} has no elements (there is no index to give)")
+    if axis is not None and x.ndim and x.shape[axis] == 0:
+        raise ValueError(f"{op}: a tensor of shape {x.shape} has no elements along axis {axis} (there is no index to give)")
+    data = x.data if x.ndim or axis is None else x.data.reshape(1)  # a 0-d tensor: axis 0 / -1 as in PyTorch
+    return getattr(data, op)(axis=axis, keepdims=keepdims)
+
+
 def where(condition: Any, a: Any, b: Any) -> Tensor:
     """y = a where ``condition`` else b (all three broadcast together).
 

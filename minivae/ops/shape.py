@@ -26,6 +26,18 @@ def reshape(x: Tensor, *shape) -> Tensor:
     return Tensor.from_op(out, (x,), lambda g: (g.reshape(x.shape),), "reshape")
 
 
+def clone(x: Any) -> Tensor:
+    """y = a copy of x in memory of its own, in the graph (PyTorch's ``clone``).   x̄ = g.
+
+    Changing ``y.data`` in place then leaves ``x`` alone, and the gradient still flows
+    back to ``x`` (``detach()`` is the other way: the same values, cut from the graph).
+    Derivation: derivations/15_vjp_rules.md, Eq. 15.36.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"clone: expected a Tensor, got {type(x).__name__}")
+    return Tensor.from_op(x.data.copy(), (x,), lambda g: (g,), "clone")
+
+
 def transpose(x: Tensor, *axes) -> Tensor:
     """y = x with axes permuted (reversed by default).   x̄ = g with the inverse permutation.
     Derivation: derivations/15_vjp_rules.md, Eq. 15.37.
