@@ -324,6 +324,50 @@ def test_a_derive_plot_killed_while_drawing_leaves_the_old_figures_whole(tmp_pat
     assert [p.name for p in plots.iterdir() if p.name.startswith(".")] == []
 
 
+KILLED_WHILE_DRAWING = """
+import sys, time
+from pathlib import Path
+from matplotlib.figure import Figure
+from minivae.cli import main
+
+def stuck(self, path, *args, **kwargs):
+    Path(path).write_bytes(b"\\x89PN")  # half a PNG in the stage folder, then wait for the kill
+    print("drawing", flush=True)
+    time.sleep(60)
+
+Figure.savefig = stuck
+sys.exit(main(["derive", "01", "--plot", sys.argv[1]]))
+"""
+
+
+def test_a_derive_plot_killed_with_sigkill_leaves_a_stage_the_next_plot_removes(tmp_path):
+    """SIGKILL runs no finally: its stage folder stays; the next --plot into that folder removes it
+    (its process is gone), while a stage whose process still runs is left alone."""
+    plots = tmp_path / "plots"
+    assert main(["derive", "01", "--plot", str(plots)]) == 0
+    before = snapshot(plots)
+    killed = subprocess.Popen([sys.executable, "-c", KILLED_WHILE_DRAWING, str(plots)], stdout=subprocess.PIPE, text=True)
+    assert killed.stdout.readline().strip() == "drawing"
+    running = subprocess.Popen([sys.executable, "-c", KILLED_WHILE_DRAWING, str(plots)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert running.stdout.readline().strip() == "drawing"
+        killed.kill()
+        killed.wait(timeout=30)
+        stages = sorted(p.name for p in plots.glob(".minivae-stage.*.tmp"))
+        visible = {name: data for name, data in snapshot(plots).items() if not name.startswith(".")}
+        assert len(stages) == 2 and visible == before  # the figures are whole meanwhile
+        assert main(["derive", "01", "--plot", str(plots)]) == 0
+        left = sorted(p.name for p in plots.glob(".minivae-stage.*.tmp"))
+        assert left == [f for f in stages if f.split(".")[2] == str(running.pid)]  # only the live one stays
+        visible = {name: data for name, data in snapshot(plots).items() if not name.startswith(".")}
+        assert visible == before  # the same figures, written again whole
+    finally:
+        running.kill()
+        running.wait(timeout=30)
+        killed.stdout.close()
+        running.stdout.close()
+
+
 def test_two_evals_of_one_run_at_once_the_second_is_refused(tmp_path):
     out = tmp_path / "run"
     assert main(["train", "vae", "--epochs", "1", "--out", str(out), *TINY]) == 0

@@ -83,13 +83,41 @@ def staged_folder(folder: str | os.PathLike | None) -> Iterator[str | None]:
     if folder is None:
         yield None
         return
-    stage = Path(tempfile.mkdtemp(prefix=".minivae-stage.", suffix=".tmp", dir=folder))
+    remove_dead_stages(folder)
+    stage = Path(tempfile.mkdtemp(prefix=f".minivae-stage.{os.getpid()}.", suffix=".tmp", dir=folder))
     try:
         yield str(stage)
         for made in sorted(stage.iterdir()):
             os.replace(made, Path(folder) / made.name)  # atomic: the same file system
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def remove_dead_stages(folder: str | os.PathLike) -> list[str]:
+    """Remove the stage folders in ``folder`` whose process is gone (killed before its finally ran).
+
+    A stage is named ``.minivae-stage.<pid>.<random>.tmp``: one whose process still runs (or
+    belongs to another user: we cannot tell, so it stays) is someone's work in progress and is
+    left alone; no lock is needed for that. Returns the names removed.
+    """
+    removed = []
+    for entry in Path(folder).glob(".minivae-stage.*.tmp"):
+        pid = entry.name.split(".")[2]
+        if not pid.isdigit() or not entry.is_dir() or entry.is_symlink() or _process_alive(int(pid)):
+            continue  # an older name without a pid, or someone's live stage: never guess
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry.name)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or a number we cannot ask about): assume alive
+    return True
 
 
 # =============================================================================
