@@ -36,14 +36,14 @@ def register(subparsers) -> None:
     start = sub.add_parser("start", help="copy an exercise's stub into DIR")
     start.add_argument("name", help="an exercise name (see `minivae exercise list`)")
     start.add_argument("dir", help="folder to copy the stub into (created if missing)")
-    start.set_defaults(func=_start)
+    start.set_defaults(func=_with_exercise(_start))
     check = sub.add_parser("check", help="grade a file (exit 0: all checks pass, 1: some fail)")
     check.add_argument("name", help="an exercise name")
     check.add_argument("file", nargs="?", help="the student's file")
     check.add_argument("--solution", action="store_true", help="grade the reference solution instead of FILE")
     check.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
                        help=f"give up after S seconds (an endless loop, say); default {DEFAULT_TIMEOUT_S:g}")
-    check.set_defaults(func=_check)
+    check.set_defaults(func=_with_exercise(_check))
 
 
 def _error(message: object) -> int:
@@ -51,10 +51,19 @@ def _error(message: object) -> int:
     return 2
 
 
-def _exercise(name: str):
-    from minivae.course.exercises import get
+def _with_exercise(action):
+    """``action(args, exercise)`` as an argparse handler: NAME is looked up once, here; an
+    unknown name is the one-line error that lists the exercises."""
+    def handler(args: argparse.Namespace) -> int:
+        from minivae.course.exercises import get
 
-    return get(name)  # KeyError names the exercises
+        try:
+            exercise = get(args.name)
+        except KeyError as err:
+            return _error(err.args[0])
+        return action(args, exercise)
+
+    return handler
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -66,11 +75,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start(args: argparse.Namespace) -> int:
-    try:
-        exercise = _exercise(args.name)
-    except KeyError as err:
-        return _error(err.args[0])
+def _start(args: argparse.Namespace, exercise) -> int:
     folder = Path(args.dir)
     target = folder / exercise.stub.name
     if (folder.exists() and not folder.is_dir()) or (not folder.exists() and folder.suffix == ".py"):
@@ -96,11 +101,7 @@ def _start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
-    try:
-        exercise = _exercise(args.name)
-    except KeyError as err:
-        return _error(err.args[0])
+def _check(args: argparse.Namespace, exercise) -> int:
     if args.solution == bool(args.file):
         return _error("give either FILE (the file to grade) or --solution, not both and not neither")
     path = exercise.solution if args.solution else Path(args.file)
