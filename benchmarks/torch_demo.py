@@ -18,7 +18,15 @@ Three ways to time it, each in a fresh process, interleaved over ``--rounds``:
 * ``minivae``: minivae's ``Trainer`` on the demo settings (the loop ``minivae demo`` runs,
   timer inside the process, without the figures and diagnostics written afterwards);
 * ``demo-command``: the whole ``minivae demo --quiet`` command, start-up and figures included
-  (wall time of the process, as a user sees it).
+  (wall time of the process, as a user sees it);
+* ``torch-ftz``: the twin with ``torch.set_flush_denormal(True)``: Adam's moments of
+  weights that get no gradient (dead ReLU units) stop on subnormal numbers, in PyTorch as
+  in NumPy, and x86 computes on those ~100x slower; minivae stores such a state as 0
+  (``kernels/formulas.py``: ``flush_subnormal``), PyTorch only with this process-wide switch;
+* ``products``: the floor of any NumPy engine: every matrix product minivae's trainer makes
+  (traced over one epoch: shapes, transposes, dtype) replayed alone for all the epochs,
+  with one BLAS thread. If it alone takes more than half the twin's time, the 0.5x target
+  cannot be met by an engine whose products are NumPy's.
 
 Threads: minivae's trainer uses one BLAS thread (faster for these small products); the
 twin uses ``--torch-threads`` (default 1, the faster setting here; PyTorch's default is one
@@ -42,6 +50,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ENGINES = ("minivae", "torch", "torch-ftz", "demo-command", "products")
 SAVE_EVERY_DIVISOR = 50  # the trainer saves about 50 times per run (every epochs // 50 epochs)
 
 
@@ -60,7 +69,7 @@ def load_demo_data(settings: dict):
     return train.x, test.x
 
 
-def run_torch(epochs: int | None, threads: int, seed: int = 0) -> dict:
+def run_torch(epochs: int | None, threads: int, seed: int = 0, flush_denormal: bool = False) -> dict:
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -68,6 +77,8 @@ def run_torch(epochs: int | None, threads: int, seed: int = 0) -> dict:
 
     if threads > 0:
         torch.set_num_threads(threads)
+    if flush_denormal:  # FTZ/DAZ for the whole process: subnormals read and written as 0
+        torch.set_flush_denormal(True)
     settings = demo_settings(epochs)
     train_x, test_x = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in load_demo_data(settings))
     torch.manual_seed(seed)
@@ -148,6 +159,59 @@ def run_minivae(epochs: int | None, seed: int = 0) -> dict:
             "final_test_neg_elbo": history[-1]["test"]["neg_elbo"]}
 
 
+def trace_products(settings: dict, seed: int = 0) -> list[tuple]:
+    """Every matrix product minivae's trainer makes in one epoch of the demo (training steps
+    and the epoch's test evaluation), as (a's shape, b's shape, trans_a, trans_b, dtype)."""
+    from minivae.providers.cpu import CpuProvider
+    from minivae.training.config import TrainConfig
+    from minivae.training.trainer import Trainer
+
+    calls: list[tuple] = []
+    original = CpuProvider.matmul
+
+    def recording(self, a, b, *, trans_a=False, trans_b=False, bias=None):
+        calls.append((a.shape, b.shape, trans_a, trans_b, a.dtype.str))
+        return original(self, a, b, trans_a=trans_a, trans_b=trans_b, bias=bias)
+
+    CpuProvider.matmul = recording
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = Trainer(TrainConfig(**{**settings, "epochs": 1}, seed=seed), Path(tmp) / "run", progress=False)
+            with trainer:
+                trainer.fit()
+    finally:
+        CpuProvider.matmul = original
+    return calls
+
+
+def run_products(epochs: int | None, seed: int = 0) -> dict:
+    """The floor of any NumPy engine on this workload: the same matrix products (shapes,
+    transposes, dtype; one BLAS thread as the trainer) replayed alone, epoch after epoch,
+    into preallocated outputs: no Python graph, no elementwise work, no optimizer."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    settings = demo_settings(epochs)
+    calls = trace_products(settings, seed)
+    rng = np.random.default_rng(seed)
+    operands = []
+    for a_shape, b_shape, trans_a, trans_b, dtype in calls:
+        a = rng.standard_normal(a_shape).astype(dtype)
+        b = rng.standard_normal(b_shape).astype(dtype)
+        a, b = (a.T if trans_a else a), (b.T if trans_b else b)
+        operands.append((a, b, np.empty((a.shape[0], b.shape[1]), dtype=dtype)))
+    with threadpool_limits(1, user_api="blas"):
+        for a, b, out in operands:  # warm up: first calls allocate BLAS buffers
+            np.matmul(a, b, out=out)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for _ in range(settings["epochs"]):
+            for a, b, out in operands:
+                np.matmul(a, b, out=out)
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    return {"engine": "products", "train_seconds": seconds, "train_cpu_seconds": cpu_seconds,
+            "epochs": settings["epochs"], "products_per_epoch": len(calls), "threads": 1}
+
+
 def run_demo_command(epochs: int | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         # the installed console script (what a user types), run by this interpreter
@@ -176,22 +240,25 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=None, help="default: the demo's")
     parser.add_argument("--torch-threads", type=int, default=1, help="0: PyTorch's default")
-    parser.add_argument("--only", choices=("torch", "minivae", "demo-command"))
-    parser.add_argument("--skip", nargs="*", default=[], choices=("torch", "minivae", "demo-command"))
+    parser.add_argument("--only", choices=ENGINES)
+    parser.add_argument("--skip", nargs="*", default=[], choices=ENGINES)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
 
     if args.only:
-        if args.only == "torch":
-            result = run_torch(args.epochs, args.torch_threads)
+        if args.only in ("torch", "torch-ftz"):
+            result = run_torch(args.epochs, args.torch_threads, flush_denormal=args.only == "torch-ftz")
+            result["engine"] = args.only
         elif args.only == "minivae":
             result = run_minivae(args.epochs)
+        elif args.only == "products":
+            result = run_products(args.epochs)
         else:
             result = run_demo_command(args.epochs)
         print(json.dumps(result))
         return 0
 
-    engines = [e for e in ("minivae", "torch", "demo-command") if e not in args.skip]
+    engines = [e for e in ENGINES if e not in args.skip]
     runs: dict[str, list[dict]] = {e: [] for e in engines}
     load_before = _loadavg()
     for rnd in range(args.rounds):
@@ -218,6 +285,8 @@ def main(argv=None) -> int:
         return statistics.median(values) if values else None
 
     mv_s, torch_s, cmd_s = med("minivae", "train_seconds"), med("torch", "train_seconds"), med("demo-command", "wall_seconds")
+    products_s = med("products", "train_seconds")
+    ftz_s = med("torch-ftz", "train_seconds")
     mv_cpu, torch_cpu = med("minivae", "train_cpu_seconds"), med("torch", "train_cpu_seconds")
     torch_proc = med("torch", "process_seconds")
     print(f"minivae demo workload ({runs.get('minivae', [{}])[0].get('epochs', args.epochs) if runs.get('minivae') else args.epochs} epochs, batch 32), "
@@ -228,9 +297,21 @@ def main(argv=None) -> int:
         print(f"  PyTorch twin loop:      {torch_s:7.2f} s   (whole process {torch_proc:.2f} s)")
     if cmd_s is not None:
         print(f"  `minivae demo` command: {cmd_s:7.2f} s   (start-up, figures and diagnostics included)")
+    if ftz_s is not None:
+        print(f"  PyTorch twin, torch.set_flush_denormal(True): {ftz_s:7.2f} s")
+    if products_s is not None:
+        print(f"  its matrix products alone (NumPy's BLAS, 1 thread): {products_s:7.2f} s")
     if mv_s and torch_s:
         print(f"  training loops, minivae / PyTorch: {mv_s / torch_s:.2f}x (target <= 0.5x); in CPU time "
               f"{mv_cpu:.2f} / {torch_cpu:.2f} s = {mv_cpu / torch_cpu:.2f}x")
+    if mv_s and ftz_s:
+        print(f"  minivae / PyTorch twin with flush-to-zero: {mv_s / ftz_s:.2f}x")
+    if products_s and torch_s:
+        floor = products_s / torch_s
+        print(f"  products alone / PyTorch twin: {floor:.2f}x: the floor of any NumPy engine here "
+              f"({'the 0.5x target is out of reach: the products alone exceed it' if floor > 0.5 else 'below the 0.5x target'})")
+        if mv_s:
+            print(f"  minivae loop / its products alone: {mv_s / products_s:.2f}x")
     if cmd_s and torch_proc:
         print(f"  whole command / whole PyTorch process: {cmd_s / torch_proc:.2f}x")
     if args.json:
@@ -238,7 +319,8 @@ def main(argv=None) -> int:
                    "load_before": load_before, "load_after": _loadavg(), "cpu": platform.processor(),
                    "runs": runs, "median": {"minivae_train_seconds": mv_s, "torch_train_seconds": torch_s,
                                             "minivae_train_cpu_seconds": mv_cpu, "torch_train_cpu_seconds": torch_cpu,
-                                            "torch_process_seconds": torch_proc, "demo_command_seconds": cmd_s}}
+                                            "torch_process_seconds": torch_proc, "demo_command_seconds": cmd_s,
+                                            "products_alone_seconds": products_s, "torch_ftz_train_seconds": ftz_s}}
         tmp = args.json + ".tmp"
         Path(tmp).write_text(json.dumps(payload, indent=1))
         os.replace(tmp, args.json)

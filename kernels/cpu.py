@@ -34,6 +34,7 @@ _activation_grad = formulas.CPU.activation_grad
 _sigmoid_from_saved = formulas.CPU.sigmoid_from_saved
 _bce_from_log1p = formulas.CPU.bce_from_log1p
 _adam = formulas.CPU.adam
+_flush_subnormal = formulas.CPU.flush_subnormal
 
 _serial = numba.njit(fastmath=False, error_model="numpy", cache=True, nogil=True)
 
@@ -97,13 +98,13 @@ def _bce_grad_full_inplace(logits, target, e, grad_out):
 
 @_serial
 def _adam_loop(param, grad, m, v, lr, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, bias_corr1, bias_corr2,
-               weight_decay, decoupled):
+               weight_decay, decoupled, tiny):
     for i in range(param.shape[0]):
         p, m_new, v_new = _adam(param[i], grad[i], m[i], v[i], lr, beta1, beta2, one_minus_beta1, one_minus_beta2,
                                 eps, bias_corr1, bias_corr2, weight_decay, decoupled)
         param[i] = p
-        m[i] = m_new
-        v[i] = v_new
+        m[i] = _flush_subnormal(m_new, tiny)  # no state stuck on a slow subnormal (formulas.py)
+        v[i] = _flush_subnormal(v_new, tiny)
 
 
 # The optimizers over a whole model in one call ("foreach"): tuples of 1-D arrays, one per
@@ -112,38 +113,40 @@ def _adam_loop(param, grad, m, v, lr, beta1, beta2, one_minus_beta1, one_minus_b
 
 @_serial
 def _adam_foreach(params, grads, ms, vs, lo, hi, lr, beta1, beta2, one_minus_beta1, one_minus_beta2, eps,
-                  bias_corr1, bias_corr2, weight_decay):
+                  bias_corr1, bias_corr2, weight_decay, tiny):
     offset = 0
     for k in range(len(params)):
         n = params[k].shape[0]
         a, b = max(lo - offset, 0), min(hi - offset, n)
         if a < b:  # the loop over one array's slice: a separate function, so that it is SIMD-compiled
             _adam_loop(params[k][a:b], grads[k][a:b], ms[k][a:b], vs[k][a:b], lr, beta1, beta2, one_minus_beta1,
-                       one_minus_beta2, eps, bias_corr1, bias_corr2, weight_decay, False)
+                       one_minus_beta2, eps, bias_corr1, bias_corr2, weight_decay, False, tiny)
         offset += n
 
 
 @_serial
-def _sgd_loop(p, g, v, started, lr, momentum, weight_decay):
+def _sgd_loop(p, g, v, started, lr, momentum, weight_decay, tiny):
     """p -= lr * v, v = momentum * v + (g + wd * p) (v = that gradient where not started yet);
     momentum 0 is plain SGD (v unused). Rounded like the NumPy expressions of the reference
-    provider: each product and sum in the parameters' dtype, no fused multiply-add."""
+    provider: each product and sum in the parameters' dtype, no fused multiply-add. A
+    velocity below ``tiny`` is stored as 0, as Adam's moments (``formulas.flush_subnormal`` says why)."""
     for i in range(p.shape[0]):
         d = g[i] + weight_decay * p[i] if weight_decay != 0 else g[i]
         if momentum != 0:
             d = momentum * v[i] + d if started else d
+            d = _flush_subnormal(d, tiny)
             v[i] = d
         p[i] = p[i] - lr * d
 
 
 @_serial
-def _sgd_foreach(params, grads, velocities, started, lo, hi, lr, momentum, weight_decay):
+def _sgd_foreach(params, grads, velocities, started, lo, hi, lr, momentum, weight_decay, tiny):
     offset = 0
     for k in range(len(params)):
         n = params[k].shape[0]
         a, b = max(lo - offset, 0), min(hi - offset, n)
         if a < b:
-            _sgd_loop(params[k][a:b], grads[k][a:b], velocities[k][a:b], started[k], lr, momentum, weight_decay)
+            _sgd_loop(params[k][a:b], grads[k][a:b], velocities[k][a:b], started[k], lr, momentum, weight_decay, tiny)
         offset += n
 
 
@@ -276,7 +279,8 @@ def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarra
     size = param.size
     flat = param.reshape(size), grad.reshape(size), m.reshape(size), v.reshape(size)
     rates = (real(lr), real(beta1), real(beta2), real(1.0 - beta1), real(1.0 - beta2), real(eps),
-             real(1.0 - beta1**step), real(1.0 - beta2**step), real(weight_decay), bool(decoupled))
+             real(1.0 - beta1**step), real(1.0 - beta2**step), real(weight_decay), bool(decoupled),
+             real(np.finfo(param.dtype).tiny))
     on_rows(_adam_loop, flat, *rates)
     return param
 
@@ -342,7 +346,7 @@ def adam_foreach(params: list[np.ndarray], grads: list[np.ndarray], ms: list[np.
         raise ValueError(f"adam_foreach: step counts from 1, got {step}")
     real = params[0].dtype.type
     rates = (real(lr), real(beta1), real(beta2), real(1.0 - beta1), real(1.0 - beta2), real(eps),
-             real(1.0 - beta1**step), real(1.0 - beta2**step), real(weight_decay))
+             real(1.0 - beta1**step), real(1.0 - beta2**step), real(weight_decay), real(np.finfo(real).tiny))
     for chunk in _foreach_chunks("adam_foreach", params, grads, ms, vs):
         _run_foreach(_adam_foreach, chunk, *rates)
 
@@ -366,4 +370,5 @@ def sgd_foreach(params: list[np.ndarray], grads: list[np.ndarray], velocities: l
         flags = np.zeros(len(chunk[0]), dtype=np.bool_)
         part = started[n * FOREACH_CHUNK:(n + 1) * FOREACH_CHUNK]
         flags[:part.shape[0]] = part
-        _run_foreach(_sgd_foreach, chunk + (flags,), real(lr), real(momentum), real(weight_decay))
+        _run_foreach(_sgd_foreach, chunk + (flags,), real(lr), real(momentum), real(weight_decay),
+                     real(np.finfo(real).tiny))

@@ -76,3 +76,20 @@ def test_every_variant_builds_a_step_and_the_limit_runs(cpu_step):
     for name in ("minivae-user-sgd", "minivae-seq-adam", "minivae-sliced-adam", "matmul-limit", "numpy-floor"):
         step = cpu_step.VARIANTS[name].build(4, 0)
         assert isinstance(step(), float)
+
+
+def test_the_demo_floor_replays_exactly_the_products_the_trainer_makes():
+    """torch_demo.py's `products` engine: the trainer's matrix products over one epoch, traced
+    (the demo: 45 steps of 20 products, 7 in the forward and 13 in the backward, plus 7 for the
+    epoch's test evaluation), replayed for the epochs asked."""
+    spec = importlib.util.spec_from_file_location("torch_demo", PATH.parent / "torch_demo.py")
+    torch_demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(torch_demo)
+    settings = torch_demo.demo_settings(1)
+    calls = torch_demo.trace_products(settings)
+    steps = -(-1437 // settings["batch_size"])
+    assert len(calls) == 20 * steps + 7
+    assert ((32, 64), (64, 256), False, False, "<f4") in calls  # the first layer's forward product
+    assert all(not t_a or not t_b for _, _, t_a, t_b, _ in calls)
+    result = torch_demo.run_products(2)
+    assert result["products_per_epoch"] == len(calls) and result["epochs"] == 2 and result["train_seconds"] > 0
