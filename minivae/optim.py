@@ -117,6 +117,7 @@ class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum and L2 weight decay.
 
     g ← ∇ + λ·θ;   v ← μ·v + g;   θ ← θ - lr·v      (plain SGD when μ = 0)
+    A velocity below the dtype's smallest normal number is stored as 0 (as Adam's moments).
     Derivation: none (an update rule, not a node: it reads the gradients backward made).
     """
 
@@ -145,6 +146,10 @@ class Adam(Optimizer):
 
     g ← ∇ + λ·θ;   m ← β₁m + (1-β₁)g;   v ← β₂v + (1-β₂)g²
     θ ← θ - lr · (m / (1-β₁ᵗ)) / (√(v / (1-β₂ᵗ)) + ε)
+    On the CPU, m and v are stored as 0 once below the dtype's smallest normal number: a
+    parameter whose gradient stays 0 (a dead ReLU unit) would otherwise keep its moments on
+    a subnormal for ever, which x86 computes ~100x slower, and they move nothing
+    (kernels/formulas.py ``flush_subnormal``).
     Derivation: none (an update rule, not a node; its formula's one home is kernels/formulas.py ``adam``).
     """
 
