@@ -532,6 +532,11 @@ class GraphPicture:
     path: str | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
+    def __repr__(self) -> str:
+        # short: a notebook's text view (and print) should not dump the DOT source
+        where = f", saved to {self.path!r}" if self.path else ""
+        return f"GraphPicture({len(self.nodes)} nodes, engine={self.engine!r}{where})"
+
     def geometry(self) -> Geometry:
         """Node boxes and edge polylines as drawn (for checks such as 'no edge crosses a box')."""
         if "geometry" not in self._cache:

@@ -253,3 +253,10 @@ def test_a_box_whose_inputs_are_not_interchangeable_says_which_edge_is_which(eng
         assert abs(ay - by) >= geometry.font * 0.5 or abs(ax - bx) >= geometry.font  # apart, readable
         svg = picture._repr_svg_()
         assert f"{op}: {formula}" in svg
+
+
+def test_a_pictures_repr_is_one_short_line():
+    """A notebook's text view of the picture (and print) used to dump every node and the DOT source."""
+    x = mv.tensor([1.0, 2.0], requires_grad=True)
+    picture = draw_graph((x * x).sum(), engine="matplotlib")
+    assert repr(picture) == "GraphPicture(3 nodes, engine='matplotlib')"
