@@ -42,7 +42,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from minivae.files import atomic_write_bytes
-from minivae.tensor import Tensor
+from minivae.tensor import Tensor, grad_written_by_backward
 
 #: Fill colours by node kind (the legend lists them in this order).
 COLOURS = {
@@ -136,11 +136,13 @@ def _nodes(root: Tensor, contents: str = "shape", names: dict[int, str] | None =
     if contents not in CONTENTS:
         raise ValueError(f"draw_graph: contents must be one of {', '.join(CONTENTS)}, got {contents!r}")
     this_pass = getattr(root, "_backward_pass", None)
+    if this_pass is None and grad_written_by_backward(root):  # part of a graph a backward went through
+        this_pass = root._grad_record[1]
     if contents == "grad" and this_pass is None and root.requires_grad:
-        # the parameters' .grad would be an earlier step's: drawn here they would look like this graph's
-        raise ValueError("draw_graph(contents='grad'): backward() has not run from this tensor, so every .grad in its "
-                         "graph is from an earlier backward; call retain_grads(loss), then "
-                         "loss.backward(retain_graph=True), then draw it")
+        # the parameters' .grad would be another step's: drawn here they would look like this graph's
+        raise ValueError("draw_graph(contents='grad'): no backward() has reached this tensor, so the .grad in its "
+                         "graph belong to other backward passes; call mv.graphview.retain_grads(loss), then "
+                         "loss.backward(retain_graph=True), then draw loss or any tensor in its graph")
     names = names or {}
     order = _tensors(root)
     nodes: list[Node] = []
@@ -190,9 +192,13 @@ def _grad_detail(t: Tensor, this_pass: int | None) -> str:
     if grad is None:
         return "no gradient kept (see retain_grads)"
     text = _summary(grad.get() if hasattr(grad, "get") else grad, "grad")
-    first, last = getattr(t, "_grad_passes", (None, None))
-    if last is not None and last != this_pass:
+    if not grad_written_by_backward(t):
+        return text + "\n(set by hand, not by a backward())"
+    first, last, _ = t._grad_record
+    if last != this_pass:
         return text + "\n(written by another backward(), not this graph's)"
+    if first is None:
+        return text + "\n(added to a .grad that was set by hand)"
     if first != last:
         return text + "\n(summed over several backward(); zero_grad()?)"
     return text
@@ -339,7 +345,7 @@ class Geometry:
     boxes: dict[str, tuple[float, float, float, float]]  # name -> (x0, y0, x1, y1)
     edges: list[tuple[str, str, list[tuple[float, float]]]]  # (from, to, polyline)
     legend_top: float = 0.0
-    edge_labels: list[tuple[str, float, float]] = field(default_factory=list)  # (text, x, y): which operand
+    edge_labels: list[tuple[str, float, float]] = field(default_factory=list)  # (text, x, y): its bottom right
 
     @property
     def fullscreen_font_px(self) -> float:
@@ -449,9 +455,9 @@ def _fallback_layout(nodes: list[Node]) -> Geometry:
             if k < len(chain) - 1:
                 path.append((x1, mid))  # leave at the right
         edges.append((chain[0], chain[-1], path))
-        if edge_label:  # at the middle of the edge's last segment, where two inputs are apart
-            (px, py), (hx, hy) = path[-2], path[-1]
-            edge_labels.append((edge_label, (px + hx) / 2, (py + hy) / 2))
+        if edge_label:  # just above the arrow's head: inputs enter at their own heights, so even
+            hx, hy = path[-1]  # two edges from one box (x - x) keep their labels apart
+            edge_labels.append((edge_label, hx - 4, hy - 2))
     real = {name: box for name, box in boxes.items() if name.startswith("n")}
     legend_top = margin + total_h + 30
     width = x - gap_x + margin
@@ -498,8 +504,7 @@ def _draw_fallback(nodes: list[Node], geometry: Geometry, fmt: str) -> bytes:
         ax.text((x0 + x1) / 2, (y0 + y1) / 2, text, ha="center", va="center", fontsize=g.font,
                 family="DejaVu Sans", linespacing=1.25)
     for text, x, y in g.edge_labels:
-        ax.text(x, y, text, ha="center", va="center", fontsize=g.font, family="DejaVu Sans", color="#444444",
-                bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none"})
+        ax.text(x, y, text, ha="right", va="bottom", fontsize=g.font * 0.8, family="DejaVu Sans", color="#444444")
     # The legend, two rows under the graph.
     x, y = 20.0, g.legend_top
     row_h = g.font * 1.25 + 16

@@ -80,6 +80,7 @@ FUNCTION_OPS: dict[Callable[..., Any], Callable[..., Tensor | None]] = {
     np.transpose: lambda a, axes=None: ops.transpose(a) if axes is None else ops.transpose(a, *axes),
     np.concatenate: _positional("concat", "axis"), np.stack: _positional("stack", "axis"),
     np.squeeze: _positional("squeeze", "axis"), np.where: _positional("where"),
+    np.argmax: _positional("argmax", "axis"), np.argmin: _positional("argmin", "axis"),  # indices: no gradient
 }
 
 # Questions about the shape, answered for any tensor (they touch no values).

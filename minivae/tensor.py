@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import itertools
+import weakref
 from typing import Any, Callable, Iterator, Sequence
 
 from minivae.providers import backend
@@ -28,8 +29,9 @@ DEFAULT_DTYPE = "float32"
 # through a module global, so a `no_grad()` block in one thread leaves others alone.
 _grad_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("minivae_grad_enabled", default=True)
 _anomaly_mode: contextvars.ContextVar[bool] = contextvars.ContextVar("minivae_anomaly_mode", default=False)
-# Each backward() gets a number; a node that keeps a .grad records which passes it holds
-# (``_grad_passes``), so a drawing of gradients can tell a fresh one from a stale or summed one.
+# Each backward() gets a number; a node that keeps a .grad records which passes it holds and
+# which array it wrote (``_grad_record``: first pass, last pass, a weak reference to the array),
+# so a drawing of gradients can tell a fresh one from a summed, stale or hand-set one.
 _backward_pass_numbers = itertools.count(1)
 
 
@@ -488,14 +490,29 @@ def _accumulate_leaf(node: Tensor, g: Any, owned: bool, pass_number: int) -> Non
     grad = node.grad
     if grad is None:
         node.grad = g if owned else g.copy()
-        node._grad_passes = (pass_number, pass_number)
-        return
-    first = getattr(node, "_grad_passes", (None, None))[0]  # None: a .grad someone assigned
-    node._grad_passes = (first, pass_number)
-    if type(grad) is backend.numpy.ndarray and grad.flags.writeable or backend.is_gpu_array(grad):
-        grad += g
-    else:  # a scalar or read-only array someone stored in .grad: replace, never drop
-        node.grad = _as_array(grad + g)
+        first = pass_number
+    else:
+        # the engine's own .grad keeps its first pass; one set by hand has an unknown start (None)
+        first = node._grad_record[0] if grad_written_by_backward(node) else None
+        if type(grad) is backend.numpy.ndarray and grad.flags.writeable or backend.is_gpu_array(grad):
+            grad += g
+        else:  # a scalar or read-only array someone stored in .grad: replace, never drop
+            node.grad = _as_array(grad + g)
+    node._grad_record = (first, pass_number, _weak(node.grad))
+
+
+def grad_written_by_backward(t: Tensor) -> bool:
+    """Whether ``t.grad`` is the array a backward() wrote (not one assigned by hand since)."""
+    record = getattr(t, "_grad_record", None)
+    return record is not None and t.grad is not None and record[2]() is t.grad
+
+
+def _weak(a: Any) -> Callable[[], Any]:
+    """A weak reference to ``a`` (it must not keep a .grad set to None alive)."""
+    try:
+        return weakref.ref(a)
+    except TypeError:  # an array type without weak references: compare it while alive
+        return lambda: None
 
 
 def _check_backward_result(node: Tensor, returned: Any) -> None:

@@ -156,7 +156,8 @@ def test_a_gradient_from_an_earlier_backward_is_never_drawn_as_this_graphs():
     x = mv.tensor(np.full((1, 1), 3.0), dtype="float64")
     (x @ w).sum().backward()  # step 1: w.grad = 3
     loss = ((x @ w) * 2.0).sum()  # step 2's forward, no backward yet
-    with pytest.raises(ValueError, match=r"^draw_graph\(contents='grad'\): backward\(\) has not run from this tensor"):
+    with pytest.raises(ValueError, match=r"^draw_graph\(contents='grad'\): no backward\(\) has reached this tensor.*"
+                                         r"call mv\.graphview\.retain_grads\(loss\)"):
         draw_graph(loss, contents="grad", engine="matplotlib")
     loss.backward(retain_graph=True)  # without zero_grad: w.grad = 3 + 6, summed over two passes
     assert {n.label: n.detail for n in mv.graphview._nodes(loss, "grad")}["w"] == (
@@ -169,6 +170,42 @@ def test_a_gradient_from_an_earlier_backward_is_never_drawn_as_this_graphs():
     other.backward(retain_graph=True)  # a later backward through another graph writes w.grad
     stale = {n.label: n.detail for n in mv.graphview._nodes(again, "grad")}["w"]
     assert stale == "grad [[9.]]\n(written by another backward(), not this graph's)"
+    assert callable(mv.graphview.retain_grads)  # the function the message names exists there
+
+
+def test_a_grad_set_by_hand_is_told_apart_from_one_a_backward_summed():
+    """Found in QA: zeroing .grad by hand, then one backward(), was marked 'summed over several'."""
+    w = mv.tensor([1.0, 2.0], requires_grad=True, dtype="float64")
+    w.name = "w"
+    (w * 3.0).sum().backward()
+    w.grad = np.zeros(2)  # a student's zero_grad
+    loss = (w * 3.0).sum()
+    loss.backward(retain_graph=True)
+    assert {n.label: n.detail for n in mv.graphview._nodes(loss, "grad")}["w"] == (
+        "grad [3., 3.]\n(added to a .grad that was set by hand)")
+    w.grad = np.ones(2)  # set after the backward: not the backward's numbers at all
+    assert {n.label: n.detail for n in mv.graphview._nodes(loss, "grad")}["w"] == "grad [1., 1.]\n(set by hand, not by a backward())"
+    w.grad = None
+    fresh = (w * 3.0).sum()
+    fresh.backward(retain_graph=True)
+    assert {n.label: n.detail for n in mv.graphview._nodes(fresh, "grad")}["w"] == "grad [3., 3.]"
+
+
+def test_a_tensor_inside_a_graph_a_backward_reached_can_be_drawn_with_its_gradients():
+    """Found in QA: drawing an intermediate z (or one term of a summed loss) was refused."""
+    w = mv.tensor([1.0, 2.0], requires_grad=True, dtype="float64")
+    z = w * 3.0
+    part = (z * z).sum()
+    other = w.sum()
+    total = part + other
+    retain_grads(total)
+    total.backward(retain_graph=True)
+    for root, expected in ((z, "grad [ 6., 12.]"), (part, "grad 1")):
+        details = {n.label: n.detail for n in mv.graphview._nodes(root, "grad")}
+        assert details["mul"] == expected if root is z else details["sum"] == expected
+        assert details["parameter"] == "grad [19., 37.]"  # 2·z·3 + 1, this backward's own
+    with pytest.raises(ValueError, match="no backward"):
+        mv.graphview._nodes((w * 5.0).sum(), "grad")  # a new graph no backward has reached
 
 
 def test_a_freed_graph_and_bad_arguments_are_one_line_errors(tmp_path):
@@ -227,6 +264,7 @@ def test_a_graph_that_was_never_recorded_or_was_freed_is_an_error_for_the_summar
     (lambda x, y: x - y, "sub", "a − b"), (lambda x, y: y - x, "sub", "a − b"),
     (lambda x, y: x / y, "div", "a ÷ b"), (lambda x, y: x ** y, "pow", "aᵇ"),
     (lambda x, y: x[:, None] @ y[None, :], "matmul", "a @ b"),
+    (lambda x, y: x - x, "sub", "a − b"),  # two edges from one box: the labels must still be apart
 ])
 def test_a_box_whose_inputs_are_not_interchangeable_says_which_edge_is_which(engine, build, op, formula):
     """Found in QA: x - y and y - x drew the same picture."""

@@ -263,3 +263,27 @@ def test_printing_a_parameter_shows_its_name():
     net = mv.nn.Sequential(mv.nn.Linear(2, 1, rng=mv.random.Generator(0)))
     assert repr(net[0].bias).endswith("dtype=float32, requires_grad=True, name='0.bias')")
     assert "name=" not in repr(mv.tensor([1.0]) * 2.0) and str(net[0].bias) == repr(net[0].bias)
+
+
+def test_a_mask_in_place_keeps_its_identity_and_pickles_its_comparison():
+    """Found in QA: m |= other returned a new plain array; pickling forgot which comparison it was;
+    m.astype(float) stayed a Mask whose truth spoke of comparing tensors."""
+    a = mv.tensor([1.0, 2.0, 3.0])
+    mask = a > 1.5
+    alias = mask
+    mask |= a < 1.5
+    assert mask is alias and mask.all()
+    assert np.logical_and(mask, a.data > 0, out=mask) is mask
+    numbers = (a > 1.5).astype(np.float32)
+    assert type(numbers) is np.ndarray and numbers.tolist() == [0.0, 1.0, 1.0]
+    restored = pickle.loads(pickle.dumps(a <= 2.0))
+    with pytest.raises(ValueError, match=r"^bool\(a <= b\)"):
+        bool(restored)
+
+
+def test_np_argmax_of_a_tensor_that_requires_grad_gives_indices():
+    logits = mv.tensor([[0.1, 2.0, -1.0], [3.0, 0.0, 0.5]], requires_grad=True)
+    assert np.argmax(logits, axis=1).tolist() == [1, 0] and np.argmin(logits) == 2
+    assert logits.argmax(axis=np.int64(1)).tolist() == [1, 0]  # a NumPy integer axis, as the reductions take
+    with pytest.raises(ValueError, match="out of range"):
+        logits.argmax(axis=True)  # a bool is not an axis

@@ -64,7 +64,7 @@ def test_an_input_that_requires_a_gradient_must_match_the_models_dtype(name):
     labels = np.arange(BATCH) % CLASSES
     x = mv.tensor(data, dtype="float64", requires_grad=True)
     with pytest.raises(TypeError, match=rf"^\w+: input tensor of shape \({BATCH}, {D}\) is float64 and requires a "
-                                        r"gradient, but the model's parameters are float32; call model.astype\('float64'\)"):
+                                        r"gradient, but the model computes in float32; call model.astype\('float64'\)"):
         model.loss(x, labels, Generator(2))
     assert model.loss(data, labels, Generator(2))["loss"].dtype == np.float32  # arrays are data: cast, as before
     assert model.loss(x.detach(), labels, Generator(2))["loss"].dtype == np.float32

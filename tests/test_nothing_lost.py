@@ -356,9 +356,11 @@ def test_a_derive_plot_killed_with_sigkill_leaves_a_stage_the_next_plot_removes(
         stages = sorted(p.name for p in plots.glob(".minivae-stage.*.tmp"))
         visible = {name: data for name, data in snapshot(plots).items() if not name.startswith(".")}
         assert len(stages) == 2 and visible == before  # the figures are whole meanwhile
+        foreign = plots / f".minivae-stage.another-machine.{killed.pid}.abc.tmp"  # a dead pid, but not ours to judge
+        foreign.mkdir()
         assert main(["derive", "01", "--plot", str(plots)]) == 0
         left = sorted(p.name for p in plots.glob(".minivae-stage.*.tmp"))
-        assert left == [f for f in stages if f.split(".")[2] == str(running.pid)]  # only the live one stays
+        assert left == sorted([foreign.name] + [f for f in stages if f".{running.pid}." in f])  # the live one stays
         visible = {name: data for name, data in snapshot(plots).items() if not name.startswith(".")}
         assert visible == before  # the same figures, written again whole
     finally:

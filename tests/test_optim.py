@@ -225,3 +225,17 @@ def test_a_state_that_decays_on_zero_gradients_reaches_zero_instead_of_sticking_
     # The flush moves no parameter: after the first step, a zero-gradient Adam step is below
     # float resolution once m is tiny; SGD's velocity keeps moving p until it decays.
     assert not np.array_equal(moved, start)
+
+
+@pytest.mark.parametrize("kernels", ["custom", "reference"])
+def test_the_flush_agrees_between_providers_on_the_first_step_and_in_sign(kernels):
+    """Found in QA: the reference provider kept a subnormal velocity on SGD's first step and stored -0.0."""
+    tiny = np.finfo(np.float32).tiny
+    p = mv.tensor(np.array([1.0, 1.0, 1.0, 1.0, 1.0], dtype=np.float32), requires_grad=True)
+    sgd = optim.SGD([p], lr=0.1, momentum=0.9)
+    with mv.providers.use_kernels(kernels):
+        p.grad = np.array([tiny / 4, -tiny / 4, 1.0, np.nan, -np.inf], dtype=np.float32)
+        sgd.step()
+    v = sgd.velocity[0]
+    assert v[0] == 0 and v[1] == 0 and not np.signbit(v[:2]).any() and v[2] == 1.0
+    assert np.isnan(v[3]) and v[4] == -np.inf  # NaN and inf are never flushed

@@ -83,9 +83,10 @@ def as_input(x: Any, like: Module, owner: str | None = None) -> Tensor:
     dtype = like.dtype
     if isinstance(x, Tensor):
         if x.dtype != dtype and x.requires_grad:
+            why = " (e.g. to gradcheck in float64)" if x.dtype == "float64" else ""
             raise TypeError(
                 f"{owner or type(like).__name__}: input tensor of shape {x.shape} is {x.dtype} and requires a gradient, but the "
-                f"model's parameters are {dtype}; call model.astype('{x.dtype}') first (e.g. to gradcheck in float64), "
+                f"model computes in {dtype}; call model.astype('{x.dtype}') first{why}, "
                 f"or pass x.detach().astype('{dtype}')"
             )
         return x if x.dtype == dtype else x.astype(dtype)

@@ -35,10 +35,27 @@ class Mask(np.ndarray):
     def __array_finalize__(self, obj: Any) -> None:
         self.op = getattr(obj, "op", "eq")
 
-    def __array_wrap__(self, array, context=None, return_scalar=False):
-        # mask & other, mask * 1.0, mask.sum(): results are plain arrays (or NumPy scalars)
+    def __array_wrap__(self, array, context=None, return_scalar=None):
+        # mask & other, mask * 1.0, mask.sum(): results are plain arrays (or NumPy scalars);
+        # in place (mask |= other, out=mask) the mask itself comes back
+        if array is self:
+            return self
         array = np.asarray(array).view(np.ndarray)
+        if return_scalar is None:  # NumPy 1.x asks no question: a 0-d result is a scalar, as for ndarray
+            return_scalar = array.ndim == 0
         return array[()] if return_scalar else array
+
+    def astype(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """A plain array of the values (``mask.astype(np.float32)`` is numbers, not a comparison)."""
+        return self.view(np.ndarray).astype(*args, **kwargs)
+
+    def __reduce__(self):  # pickling keeps which comparison it was
+        rebuild, arguments, state = super().__reduce__()[:3]
+        return rebuild, arguments, (state, self.op)
+
+    def __setstate__(self, state) -> None:
+        array_state, self.op = state
+        super().__setstate__(array_state)
 
     def __bool__(self) -> bool:
         if self.size == 1:
@@ -126,7 +143,9 @@ def argmin(x: Tensor, axis: int | None = None, keepdims: bool = False):
 def _arg_extreme(op: str, x: Any, axis: int | None, keepdims: bool):
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
-    if axis is not None and not (isinstance(axis, int) and -max(x.ndim, 1) <= axis < max(x.ndim, 1)):
+    if isinstance(axis, np.integer):
+        axis = int(axis)
+    if axis is not None and not (type(axis) is int and -max(x.ndim, 1) <= axis < max(x.ndim, 1)):
         raise ValueError(f"{op}: axis {axis!r} is out of range for a tensor of shape {x.shape} "
                          f"(expected one int in [-{max(x.ndim, 1)}, {max(x.ndim, 1) - 1}], or None for all elements)")
     if axis is None and x.size == 0:

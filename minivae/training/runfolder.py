@@ -31,7 +31,9 @@ import errno
 import fnmatch
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -84,7 +86,7 @@ def staged_folder(folder: str | os.PathLike | None) -> Iterator[str | None]:
         yield None
         return
     remove_dead_stages(folder)
-    stage = Path(tempfile.mkdtemp(prefix=f".minivae-stage.{os.getpid()}.", suffix=".tmp", dir=folder))
+    stage = Path(tempfile.mkdtemp(prefix=f".minivae-stage.{_HOST}.{os.getpid()}.", suffix=".tmp", dir=folder))
     try:
         yield str(stage)
         for made in sorted(stage.iterdir()):
@@ -93,18 +95,26 @@ def staged_folder(folder: str | os.PathLike | None) -> Iterator[str | None]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+#: This machine's name as it appears in a stage folder's name (no dots: they separate the parts).
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+
+
 def remove_dead_stages(folder: str | os.PathLike) -> list[str]:
     """Remove the stage folders in ``folder`` whose process is gone (killed before its finally ran).
 
-    A stage is named ``.minivae-stage.<pid>.<random>.tmp``: one whose process still runs (or
-    belongs to another user: we cannot tell, so it stays) is someone's work in progress and is
-    left alone; no lock is needed for that. Returns the names removed.
+    A stage is named ``.minivae-stage.<host>.<pid>.<random>.tmp``. Only this machine's stages
+    are judged (a folder shared over the network or with a container holds pids this machine
+    cannot see), and one whose process still runs (or belongs to another user: we cannot
+    tell) is someone's work in progress and is left alone; no lock is needed for that. Not on
+    Windows, where there is no way to ask about a pid without a signal. Returns the names removed.
     """
+    if os.name == "nt":
+        return []
     removed = []
-    for entry in Path(folder).glob(".minivae-stage.*.tmp"):
-        pid = entry.name.split(".")[2]
+    for entry in Path(folder).glob(f".minivae-stage.{_HOST}.*.tmp"):
+        pid = entry.name[len(f".minivae-stage.{_HOST}."):].split(".")[0]
         if not pid.isdigit() or not entry.is_dir() or entry.is_symlink() or _process_alive(int(pid)):
-            continue  # an older name without a pid, or someone's live stage: never guess
+            continue  # not a name this code makes, or someone's live stage: never guess
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry.name)
     return removed
