@@ -71,7 +71,11 @@ class Node:
     inputs: list[int]
     detail: str = ""  # the chosen contents: shape and dtype, values or gradient
     formula: str = ""  # for an op whose inputs are not interchangeable: "a − b", with its edges named
-    edge_labels: list[str] = field(default_factory=list)  # one per input ("" = unnamed)
+
+    @property
+    def edge_labels(self) -> list[str]:
+        """One per input: "a" and "b" for a node with a formula, "" (unnamed) otherwise."""
+        return ["a", "b"] if self.formula else [""] * len(self.inputs)
 
     def lines(self) -> list[str]:
         """The text of the box: its title, then the detail's lines."""
@@ -180,9 +184,8 @@ def _nodes(root: Tensor, contents: str = "shape", names: dict[int, str] | None =
         else:
             detail = _grad_detail(t, this_pass)
         formula = OPERANDS.get(t.op, "") if kind in ("op", "output") and len(inputs) == 2 else ""
-        edge_labels = ["a", "b"] if formula else [""] * len(inputs)
         index[id(t)] = len(nodes)
-        nodes.append(Node(len(nodes), label, kind, t.shape, inputs, detail, formula, edge_labels))
+        nodes.append(Node(len(nodes), label, kind, t.shape, inputs, detail, formula))
     return nodes
 
 

@@ -511,7 +511,7 @@ def _weak(a: Any) -> Callable[[], Any]:
     """A weak reference to ``a`` (it must not keep a .grad set to None alive)."""
     try:
         return weakref.ref(a)
-    except TypeError:  # an array type without weak references: compare it while alive
+    except TypeError:  # an object without weak references: never taken for the backward's own array
         return lambda: None
 
 

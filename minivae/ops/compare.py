@@ -145,14 +145,15 @@ def _arg_extreme(op: str, x: Any, axis: int | None, keepdims: bool):
         raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
     if isinstance(axis, np.integer):
         axis = int(axis)
-    if axis is not None and not (type(axis) is int and -max(x.ndim, 1) <= axis < max(x.ndim, 1)):
+    axes = max(x.ndim, 1)  # a 0-d tensor takes axis 0 / -1, as in PyTorch
+    if axis is not None and not (type(axis) is int and -axes <= axis < axes):
         raise ValueError(f"{op}: axis {axis!r} is out of range for a tensor of shape {x.shape} "
-                         f"(expected one int in [-{max(x.ndim, 1)}, {max(x.ndim, 1) - 1}], or None for all elements)")
+                         f"(expected one int in [-{axes}, {axes - 1}], or None for all elements)")
     if axis is None and x.size == 0:
         raise ValueError(f"{op}: a tensor of shape {x.shape} has no elements (there is no index to give)")
     if axis is not None and x.ndim and x.shape[axis] == 0:
         raise ValueError(f"{op}: a tensor of shape {x.shape} has no elements along axis {axis} (there is no index to give)")
-    data = x.data if x.ndim or axis is None else x.data.reshape(1)  # a 0-d tensor: axis 0 / -1 as in PyTorch
+    data = x.data if x.ndim or axis is None else x.data.reshape(1)
     return getattr(data, op)(axis=axis, keepdims=keepdims)
 
 

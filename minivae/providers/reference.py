@@ -143,14 +143,13 @@ class ReferenceProvider:
             if weight_decay:
                 g = g + weight_decay * param
             if momentum:
+                xp = backend.array_module(param)
                 if velocities[i] is None:
-                    xp = backend.array_module(param)
                     velocities[i] = xp.array(g)  # a copy, and an array even when g is a 0-d result (a scalar)
-                    _flush_subnormals(xp, velocities[i])
                 else:
                     velocities[i] *= momentum
                     velocities[i] += g
-                    _flush_subnormals(backend.array_module(param), velocities[i])
+                _flush_subnormals(xp, velocities[i])
                 g = velocities[i]
             param -= lr * g
 

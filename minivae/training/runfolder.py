@@ -86,7 +86,7 @@ def staged_folder(folder: str | os.PathLike | None) -> Iterator[str | None]:
         yield None
         return
     remove_dead_stages(folder)
-    stage = Path(tempfile.mkdtemp(prefix=f".minivae-stage.{_HOST}.{os.getpid()}.", suffix=".tmp", dir=folder))
+    stage = Path(tempfile.mkdtemp(prefix=f"{_STAGE_PREFIX}{os.getpid()}.", suffix=".tmp", dir=folder))
     try:
         yield str(stage)
         for made in sorted(stage.iterdir()):
@@ -95,8 +95,8 @@ def staged_folder(folder: str | os.PathLike | None) -> Iterator[str | None]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-#: This machine's name as it appears in a stage folder's name (no dots: they separate the parts).
-_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+#: How this machine's stage folders begin: its name without dots (they separate the parts), then the pid.
+_STAGE_PREFIX = f".minivae-stage.{re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname())[:40] or 'host'}."
 
 
 def remove_dead_stages(folder: str | os.PathLike) -> list[str]:
@@ -111,8 +111,8 @@ def remove_dead_stages(folder: str | os.PathLike) -> list[str]:
     if os.name == "nt":
         return []
     removed = []
-    for entry in Path(folder).glob(f".minivae-stage.{_HOST}.*.tmp"):
-        pid = entry.name[len(f".minivae-stage.{_HOST}."):].split(".")[0]
+    for entry in Path(folder).glob(f"{_STAGE_PREFIX}*.tmp"):
+        pid = entry.name[len(_STAGE_PREFIX):].split(".")[0]
         if not pid.isdigit() or not entry.is_dir() or entry.is_symlink() or _process_alive(int(pid)):
             continue  # not a name this code makes, or someone's live stage: never guess
         shutil.rmtree(entry, ignore_errors=True)
